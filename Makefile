@@ -1,0 +1,71 @@
+# connwatch — `make help` lists the targets.
+
+GO        ?= go
+BIN       := bin/connwatch
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+ARGS      ?=
+FUZZTIME  ?= 20s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/connwatch (static, no clang needed: the BPF object is committed)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/connwatch
+
+.PHONY: run
+run: build ## build and run the agent (JSON lines on stdout; needs root, uses sudo if not root); ARGS=... passes flags
+	$(SUDO) ./$(BIN) $(ARGS)
+
+.PHONY: test
+test: ## vet, unit tests, and, as root, the privileged tests (they skip with a reason otherwise)
+	$(GO) vet ./...
+	$(GO) test -count=1 -race ./...
+
+.PHONY: test-unit
+test-unit: ## unit tests only (no root needed)
+	$(GO) test -count=1 -race $$($(GO) list ./... | grep -v /test)
+
+.PHONY: test-privileged
+test-privileged: ## the privileged tests, failing instead of skipping when they cannot run
+	$(SUDO) env "PATH=$$PATH" CONNWATCH_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -v ./test/
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./event/
+
+.PHONY: deps
+deps: ## install the Debian packages that `make generate` needs (clang, llvm, libbpf-dev)
+	command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev; }
+
+.PHONY: generate
+generate: ## regenerate the committed BPF object and Go bindings (bpf2go; needs clang)
+	$(GO) generate ./bpf/
+
+.PHONY: check-generated
+check-generated: generate ## fail if the committed BPF output differs from a fresh `make generate`
+	@git diff --exit-code --stat -- bpf/ || { echo "bpf2go output is stale: run 'make generate' and commit"; exit 1; }
+
+VM_KERNELS ?= 6.1 6.12
+VM_MODES   ?= kprobe,tracepoint
+
+.PHONY: vmtest
+vmtest: ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)
+	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-privileged.test ./test/
+	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --axis CONNWATCH_ATTACH=$(VM_MODES) \
+	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-privileged.test -test.v -test.count=1
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

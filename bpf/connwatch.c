@@ -1,0 +1,576 @@
+//go:build ignore
+
+// SPDX-License-Identifier: GPL-2.0
+//
+// connwatch's kernel side: one event per outgoing TCP connection attempt,
+// in the wire format of KubeArmor's system monitor (a packed sys_context_t
+// followed by typed arguments), sent through a perf event array.
+//
+// Two attach modes produce the same events:
+//   kprobe      kprobe/tcp_connect, in the connecting task, after the source
+//               port is chosen;
+//   tracepoint  raw tracepoint sock/inet_sock_set_state: the CLOSE->SYN_SENT
+//               transition runs in the connecting task (tcp_v4_connect /
+//               tcp_v6_connect) but before inet_hash_connect() picks the
+//               source port, so the task's context is kept per socket and the
+//               event is sent when the socket leaves SYN_SENT.
+
+#include "headers/vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+// ===== constants =====
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+// include/net/tcp_states.h
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
+#define TCP_CLOSE 7
+
+#define TASK_COMM_LEN 16
+#define MAX_ARGS 6
+#define MAX_BUFFER_SIZE 32768
+#define MAX_STRING_SIZE 256
+// Offsets into a staging buffer are masked with this so the verifier can
+// bound every write: an element starting below half the buffer always fits.
+#define BUF_MASK (MAX_BUFFER_SIZE / 2 - 1)
+
+// KubeArmor's buffer kinds; connwatch only fills DATA_BUF_TYPE.
+enum buf_types {
+	DATA_BUF_TYPE = 0,
+	EXEC_BUF_TYPE = 1,
+	FILE_BUF_TYPE = 2,
+	MAX_BUFFERS = 3,
+};
+
+// Argument types (KubeArmor's values).
+enum arg_types {
+	NONE_T = 0,
+	INT_T = 1,
+	STR_T = 10,
+	STR_ARR_T = 11,
+	SOCKADDR_T = 12,
+	OPEN_FLAGS_T = 13,
+	EXEC_FLAGS_T = 14,
+	SOCK_DOM_T = 15,
+	SOCK_TYPE_T = 16,
+	FILE_TYPE_T = 17,
+	UNLINKAT_FLAG_T = 19,
+	PTRACE_REQ_T = 23,
+	MOUNT_FLAG_T = 24,
+	UMOUNT_FLAG_T = 25,
+};
+
+#define ENC_ARG_TYPE(n, type) ((u64)(type) << (8 * (n)))
+#define ARG_TYPE0(type) ENC_ARG_TYPE(0, type)
+#define ARG_TYPE1(type) ENC_ARG_TYPE(1, type)
+#define ARG_TYPE2(type) ENC_ARG_TYPE(2, type)
+#define ARG_TYPE3(type) ENC_ARG_TYPE(3, type)
+#define ARG_TYPE4(type) ENC_ARG_TYPE(4, type)
+#define ARG_TYPE5(type) ENC_ARG_TYPE(5, type)
+#define DEC_ARG_TYPE(n, types) (((types) >> (8 * (n))) & 0xFF)
+
+// Event IDs (KubeArmor's).
+enum event_ids {
+	_TCP_CONNECT = 400,
+	_TCP_ACCEPT = 401,
+	_TCP_CONNECT_v6 = 402,
+	_TCP_ACCEPT_v6 = 403,
+};
+
+// Visibility scopes: the inner map of `visibility` is keyed by these.
+enum scopes {
+	_FILE_PROBE = 0,
+	_PROCESS_PROBE = 1,
+	_NETWORK_PROBE = 2,
+	_CAPS_PROBE = 3,
+};
+
+// monitor modes, see `monitor_mode` below.
+enum monitor_modes {
+	MONITOR_ALL = 0,
+	MONITOR_HOST = 1,
+	MONITOR_CONTAINERS = 2,
+};
+
+// Set from Go before load (spec.Variables["monitor_mode"]):
+//   MONITOR_ALL        host and namespaced processes, told apart;
+//   MONITOR_HOST       the seed's MONITOR_HOST build: every process is
+//                      reported as a host process (pid_id = mnt_id = 0);
+//   MONITOR_CONTAINERS only processes outside the initial pid namespace.
+volatile const u32 monitor_mode = MONITOR_ALL;
+
+// ===== wire format =====
+
+typedef struct __attribute__((__packed__)) sys_context {
+	u64 ts; // bpf_ktime_get_ns(): CLOCK_MONOTONIC
+
+	u32 pid_id; // pid namespace inum, 0 for the host
+	u32 mnt_id; // mount namespace inum, 0 for the host
+
+	u32 host_ppid;
+	u32 host_pid;
+
+	u32 ppid; // namespace-relative
+	u32 pid;  // namespace-relative
+	u32 uid;
+
+	u32 event_id;
+	u32 argnum;
+	s64 retval;
+
+	char comm[TASK_COMM_LEN];
+} sys_context_t;
+
+_Static_assert(sizeof(sys_context_t) == 68, "sys_context_t must be 68 bytes");
+
+// Stack copies of the sockaddr a SOCKADDR_T argument carries, as the uapi
+// lays them out (include/uapi/linux/in.h, in6.h).
+struct sockaddr_in_t {
+	u16 sin_family;
+	__be16 sin_port;
+	__be32 sin_addr;
+	u8 zero[8];
+};
+
+struct sockaddr_in6_t {
+	u16 sin6_family;
+	__be16 sin6_port;
+	__be32 sin6_flowinfo;
+	u8 sin6_addr[16];
+	u32 sin6_scope_id;
+};
+
+union sockaddr_t {
+	u16 family;
+	struct sockaddr_in_t v4;
+	struct sockaddr_in6_t v6;
+};
+
+_Static_assert(sizeof(struct sockaddr_in_t) == 16, "sockaddr_in is 16 bytes");
+_Static_assert(sizeof(struct sockaddr_in6_t) == 28, "sockaddr_in6 is 28 bytes");
+
+// Pointers to the values of each argument slot, in argument order.
+typedef struct args {
+	u64 args[MAX_ARGS];
+} args_t;
+
+typedef struct buffers {
+	u8 buf[MAX_BUFFER_SIZE];
+} bufs_t;
+
+// ===== maps =====
+
+// Staging buffers: an event is assembled here, then copied out whole.
+// Written and read only by the program running on that CPU.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BUFFERS);
+	__type(key, u32);
+	__type(value, bufs_t);
+} bufs SEC(".maps");
+
+// Fill level of each staging buffer, per CPU.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_BUFFERS);
+	__type(key, u32);
+	__type(value, u32);
+} bufs_offset SEC(".maps");
+
+// Events to user space; the reader in bpf/probe.go drains it.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, sizeof(u32));
+} sys_events SEC(".maps");
+
+struct outer_key {
+	u32 pid_ns;
+	u32 mnt_ns;
+};
+
+struct inner_visibility {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4);
+	__type(key, u32);   // scope: _FILE_PROBE .. _CAPS_PROBE
+	__type(value, u32); // 1 = ignore, 0 = trace
+};
+
+// Visibility per namespace pair: {pid_ns, mnt_ns} -> scope -> ignore?
+// Host processes use {0, 0}; namespaces with no entry of their own use
+// {0xc0ffee, 0xc0ffee} when present. Inserted, replaced and deleted by user
+// space only (config/ computes the entries); read by drop_event().
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 4096);
+	__type(key, struct outer_key);
+	__array(values, struct inner_visibility);
+} visibility SEC(".maps");
+
+// Connection attempts whose event is not sent yet (tracepoint mode): the
+// connecting task's context, keyed by its struct sock. Inserted at
+// CLOSE->SYN_SENT, deleted when the socket leaves SYN_SENT; LRU so that
+// sockets that never resolve cannot fill it.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, sys_context_t);
+} conn_attempts SEC(".maps");
+
+// ===== context =====
+
+static __always_inline struct pid *task_pid_struct(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, thread_pid);
+}
+
+// The tgid of task as pid namespace `ns` (at depth `level`) sees it, or 0
+// when task is not visible there (like getppid() for a parent outside the
+// namespace). struct pid's numbers[i] is the pid in the namespace at depth i.
+static __always_inline u32 task_tgid_in(struct task_struct *task, unsigned int level,
+					struct pid_namespace *ns)
+{
+	struct pid *pid = task_pid_struct(BPF_CORE_READ(task, group_leader));
+	if (BPF_CORE_READ(pid, level) < level)
+		return 0;
+	if (BPF_CORE_READ(pid, numbers[level].ns) != ns)
+		return 0;
+	return BPF_CORE_READ(pid, numbers[level].nr);
+}
+
+static __always_inline u32 init_context(sys_context_t *context)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+
+	context->ts = bpf_ktime_get_ns();
+	context->host_pid = pid_tgid >> 32;
+	context->host_ppid = BPF_CORE_READ(parent, tgid);
+
+	struct pid *pid = task_pid_struct(task);
+	unsigned int level = BPF_CORE_READ(pid, level);
+
+	// A task whose pid lives at level 0 is in the initial pid namespace:
+	// its namespace tgid equals its host tgid, which is the seed's test.
+	if (monitor_mode == MONITOR_HOST || level == 0) {
+		context->pid_id = 0;
+		context->mnt_id = 0;
+		context->ppid = context->host_ppid;
+		context->pid = context->host_pid;
+	} else {
+		// The task's own pid namespace is the one its pid was allocated
+		// in (numbers[level].ns); nsproxy->pid_ns_for_children is the
+		// namespace its children will get and differs after unshare().
+		struct pid_namespace *pidns = BPF_CORE_READ(pid, numbers[level].ns);
+		context->pid_id = BPF_CORE_READ(pidns, ns.inum);
+		context->mnt_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+		context->ppid = task_tgid_in(parent, level, pidns);
+		context->pid = task_tgid_in(task, level, pidns);
+	}
+
+	context->uid = bpf_get_current_uid_gid();
+	bpf_get_current_comm(&context->comm, sizeof(context->comm));
+	return 0;
+}
+
+// skip_task tells whether monitor_mode leaves this context out entirely.
+static __always_inline bool skip_context(sys_context_t *context)
+{
+	return monitor_mode == MONITOR_CONTAINERS && context->pid_id == 0 &&
+	       context->mnt_id == 0;
+}
+
+// ===== visibility =====
+
+// drop_event reports whether the namespaces of context have `scope` switched
+// off. The seed's drop_syscall reads the current task's namespaces; the
+// context's are used here because outcome transitions run in softirq.
+static __always_inline bool drop_event(sys_context_t *context, u32 scope)
+{
+	struct outer_key key = {
+		.pid_ns = context->pid_id,
+		.mnt_ns = context->mnt_id,
+	};
+
+	void *inner = bpf_map_lookup_elem(&visibility, &key);
+	if (!inner && !(key.pid_ns == 0 && key.mnt_ns == 0)) {
+		key.pid_ns = 0xc0ffee;
+		key.mnt_ns = 0xc0ffee;
+		inner = bpf_map_lookup_elem(&visibility, &key);
+	}
+	if (!inner)
+		return false;
+
+	u32 *ignore = bpf_map_lookup_elem(inner, &scope);
+	return ignore && *ignore == 1;
+}
+
+// ===== staging buffers =====
+
+static __always_inline bufs_t *get_buf(u32 idx)
+{
+	return bpf_map_lookup_elem(&bufs, &idx);
+}
+
+static __always_inline void set_buf_off(u32 idx, u32 off)
+{
+	bpf_map_update_elem(&bufs_offset, &idx, &off, BPF_ANY);
+}
+
+static __always_inline u32 *get_buf_off(u32 idx)
+{
+	return bpf_map_lookup_elem(&bufs_offset, &idx);
+}
+
+static __always_inline int get_arg_num(u64 types)
+{
+	int n = 0;
+
+#pragma unroll
+	for (int i = 0; i < MAX_ARGS; i++) {
+		if (DEC_ARG_TYPE(i, types) != NONE_T)
+			n++;
+	}
+	return n;
+}
+
+static __always_inline void save_context_to_buffer(bufs_t *bufs_p, sys_context_t *context)
+{
+	__builtin_memcpy(&bufs_p->buf[0], context, sizeof(sys_context_t));
+}
+
+// save_to_submit_buf appends `type` and then `size` bytes from ptr.
+static __always_inline int save_to_submit_buf(bufs_t *bufs_p, void *ptr, u32 size, u8 type)
+{
+	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	if (!off)
+		return 0;
+
+	// size is a constant at every (inlined) call site.
+	u32 pos = *off;
+	if (pos >= BUF_MASK)
+		return 0;
+
+	bufs_p->buf[pos & BUF_MASK] = type;
+	pos++;
+	if (bpf_probe_read_kernel(&bufs_p->buf[pos & BUF_MASK], size, ptr) != 0)
+		return 0;
+
+	set_buf_off(DATA_BUF_TYPE, pos + size);
+	return size;
+}
+
+// save_str_to_buf appends STR_T, the string's size including its NUL (s32),
+// then the string.
+static __always_inline int save_str_to_buf(bufs_t *bufs_p, const char *ptr)
+{
+	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	if (!off)
+		return 0;
+
+	u32 pos = *off;
+	if (pos >= BUF_MASK - sizeof(s32))
+		return 0;
+
+	bufs_p->buf[pos & BUF_MASK] = STR_T;
+	pos++;
+	u32 str_pos = pos + sizeof(s32);
+	s32 sz = bpf_probe_read_kernel_str(&bufs_p->buf[str_pos & BUF_MASK], MAX_STRING_SIZE, ptr);
+	if (sz <= 0)
+		return 0;
+
+	__builtin_memcpy(&bufs_p->buf[pos & BUF_MASK], &sz, sizeof(sz));
+	set_buf_off(DATA_BUF_TYPE, str_pos + sz);
+	return sz;
+}
+
+// save_args_to_buffer appends each argument slot that `types` declares,
+// reading its value through the pointer in args.
+static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t *args)
+{
+#pragma unroll
+	for (int i = 0; i < MAX_ARGS; i++) {
+		u8 type = DEC_ARG_TYPE(i, types);
+		void *ptr = (void *)args->args[i];
+
+		switch (type) {
+		case NONE_T:
+			break;
+		case STR_T:
+			save_str_to_buf(bufs_p, ptr);
+			break;
+		case SOCKADDR_T: {
+			u16 family = 0;
+			bpf_probe_read_kernel(&family, sizeof(family), ptr);
+			if (family == AF_INET)
+				save_to_submit_buf(bufs_p, ptr, sizeof(struct sockaddr_in_t), SOCKADDR_T);
+			else if (family == AF_INET6)
+				save_to_submit_buf(bufs_p, ptr, sizeof(struct sockaddr_in6_t), SOCKADDR_T);
+			else
+				save_to_submit_buf(bufs_p, ptr, sizeof(u16), SOCKADDR_T);
+			break;
+		}
+		default: // INT_T and the flag types: 4 bytes
+			save_to_submit_buf(bufs_p, ptr, sizeof(int), type);
+			break;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int events_perf_submit(void *ctx)
+{
+	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
+	if (!bufs_p)
+		return -1;
+
+	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	if (!off)
+		return -1;
+
+	u32 size = *off & (MAX_BUFFER_SIZE - 1);
+	if (size == 0)
+		return -1;
+	return bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
+}
+
+// ===== addresses =====
+
+// fill_sockaddrs writes the socket's remote and local ends. The unions are
+// zeroed first so no stack bytes leak into the event.
+static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *remote, union sockaddr_t *local)
+{
+	__builtin_memset(remote, 0, sizeof(*remote));
+	__builtin_memset(local, 0, sizeof(*local));
+
+	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	// inet_sport, not skc_num: a refused connect reaches CLOSE after
+	// inet_put_port() has zeroed skc_num.
+	__be16 sport = BPF_CORE_READ((struct inet_sock *)sk, inet_sport);
+
+	if (family == AF_INET) {
+		remote->v4.sin_family = AF_INET;
+		remote->v4.sin_port = dport;
+		remote->v4.sin_addr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		local->v4.sin_family = AF_INET;
+		local->v4.sin_port = sport;
+		local->v4.sin_addr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+	} else if (family == AF_INET6) {
+		remote->v6.sin6_family = AF_INET6;
+		remote->v6.sin6_port = dport;
+		BPF_CORE_READ_INTO(&remote->v6.sin6_addr, sk, __sk_common.skc_v6_daddr);
+		local->v6.sin6_family = AF_INET6;
+		local->v6.sin6_port = sport;
+		// A v4-mapped connect on an AF_INET6 socket goes through
+		// tcp_v4_connect(); skc_v6_rcv_saddr is only filled after it
+		// returns, so build the mapped local address from the v4 one.
+		u32 *w = (u32 *)remote->v6.sin6_addr;
+		if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
+			u32 *lw = (u32 *)local->v6.sin6_addr;
+			lw[2] = bpf_htonl(0x0000ffff);
+			lw[3] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		} else {
+			BPF_CORE_READ_INTO(&local->v6.sin6_addr, sk, __sk_common.skc_v6_rcv_saddr);
+		}
+	} else {
+		remote->family = family;
+		local->family = family;
+	}
+}
+
+// ===== events =====
+
+// submit_connect assembles and sends one TCP_CONNECT(_v6) event for sk with
+// the given context. Only successful events are subject to visibility:
+// failures always reach user space.
+static __always_inline int submit_connect(void *ctx, struct sock *sk, sys_context_t *context)
+{
+	if (skip_context(context))
+		return 0;
+	if (context->retval >= 0 && drop_event(context, _NETWORK_PROBE))
+		return 0;
+
+	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
+	if (!bufs_p)
+		return 0;
+
+	u64 types = ARG_TYPE0(STR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(SOCKADDR_T);
+	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	context->event_id = family == AF_INET6 ? _TCP_CONNECT_v6 : _TCP_CONNECT;
+	context->argnum = get_arg_num(types);
+
+	union sockaddr_t remote, local;
+	fill_sockaddrs(sk, &remote, &local);
+
+	struct proto *prot = BPF_CORE_READ(sk, __sk_common.skc_prot);
+	args_t args = {};
+	args.args[0] = (u64)&prot->name;
+	args.args[1] = (u64)&remote;
+	args.args[2] = (u64)&local;
+
+	set_buf_off(DATA_BUF_TYPE, sizeof(sys_context_t));
+	save_context_to_buffer(bufs_p, context);
+	save_args_to_buffer(bufs_p, types, &args);
+	events_perf_submit(ctx);
+	return 0;
+}
+
+// kprobe mode: tcp_connect(struct sock *sk) runs in the connecting task after
+// the route and the source port are chosen (net/ipv4/tcp_output.c).
+SEC("kprobe/tcp_connect")
+int BPF_KPROBE(kprobe_tcp_connect, struct sock *sk)
+{
+	sys_context_t context = {};
+	init_context(&context);
+	// The seed reads PT_REGS_RC here, which is not a return value at
+	// entry; an attempt is reported as 0.
+	context.retval = 0;
+	return submit_connect(ctx, sk, &context);
+}
+
+// tracepoint mode: TP_PROTO(const struct sock *sk, const int oldstate,
+// const int newstate) of sock/inet_sock_set_state (include/trace/events/sock.h).
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+
+	u64 key = (u64)sk;
+
+	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
+		// In the connecting task, before the source port is picked.
+		sys_context_t context = {};
+		init_context(&context);
+		bpf_map_update_elem(&conn_attempts, &key, &context, BPF_ANY);
+		return 0;
+	}
+
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+
+	// SYN_SENT -> ESTABLISHED or CLOSE: often in softirq, so the context
+	// is the one saved at the attempt.
+	sys_context_t *saved = bpf_map_lookup_elem(&conn_attempts, &key);
+	if (!saved)
+		return 0;
+
+	sys_context_t context;
+	__builtin_memcpy(&context, saved, sizeof(context));
+	bpf_map_delete_elem(&conn_attempts, &key);
+
+	context.retval = 0;
+	return submit_connect(ctx, sk, &context);
+}

@@ -1,0 +1,5 @@
+// Package bpf loads connwatch's kernel program, attaches it in the mode the
+// kernel supports and hands out the raw samples it sends.
+package bpf
+
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror -D__TARGET_ARCH_x86" -target amd64 -go-package bpf connwatch connwatch.c -- -I./headers

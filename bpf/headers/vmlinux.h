@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The few kernel types connwatch's BPF program reads, declared by hand.
+ *
+ * Every struct carries preserve_access_index, so clang records each field
+ * access as a CO-RE relocation and the loader (cilium/ebpf) resolves the real
+ * offset against the running kernel's BTF (/sys/kernel/btf/vmlinux). Only the
+ * names and types of the fields matter here, never their order or the members
+ * left out, so this header is the same on every kernel and `make generate`
+ * reproduces the same object everywhere. Field names are those of Linux 5.8+
+ * (include/net/sock.h, include/linux/sched.h, include/linux/pid.h).
+ */
+#ifndef __CONNWATCH_VMLINUX_H__
+#define __CONNWATCH_VMLINUX_H__
+
+/* bpf_tracing.h picks the kernel's pt_regs field names when this is set. */
+#define __VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef short __s16;
+typedef unsigned short __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long __s64;
+typedef unsigned long long __u64;
+typedef __u8 u8;
+typedef __s16 s16;
+typedef __u16 u16;
+typedef __s32 s32;
+typedef __u32 u32;
+typedef __s64 s64;
+typedef __u64 u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+typedef int pid_t;
+enum { false = 0, true = 1 };
+
+/* include/uapi/linux/bpf.h */
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_HASH_OF_MAPS = 13,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
+#define BPF_F_CURRENT_CPU 0xffffffffULL
+
+/* arch/x86/include/asm/ptrace.h: kprobe context */
+struct pt_regs {
+	unsigned long r15;
+	unsigned long r14;
+	unsigned long r13;
+	unsigned long r12;
+	unsigned long bp;
+	unsigned long bx;
+	unsigned long r11;
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long ax;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+	unsigned long ip;
+	unsigned long cs;
+	unsigned long flags;
+	unsigned long sp;
+	unsigned long ss;
+} __attribute__((preserve_access_index));
+
+/* include/linux/ns_common.h */
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct pid_namespace {
+	unsigned int level;
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct mnt_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+/* include/linux/pid.h: numbers[level] is the pid in the task's own namespace */
+struct upid {
+	int nr;
+	struct pid_namespace *ns;
+} __attribute__((preserve_access_index));
+
+struct pid {
+	unsigned int level;
+	struct upid numbers[1];
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+	struct pid_namespace *pid_ns_for_children;
+} __attribute__((preserve_access_index));
+
+/* include/linux/sched.h */
+struct task_struct {
+	pid_t pid;
+	pid_t tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	struct pid *thread_pid;
+	struct nsproxy *nsproxy;
+} __attribute__((preserve_access_index));
+
+/* include/uapi/linux/in6.h */
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+		__be16 u6_addr16[8];
+		__be32 u6_addr32[4];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+/* include/net/sock.h: struct proto's name is "TCP" or "TCPv6" for TCP sockets */
+struct proto {
+	char name[32];
+} __attribute__((preserve_access_index));
+
+/*
+ * struct sock_common keeps these inside anonymous unions; CO-RE finds a field
+ * by name through anonymous members, so they are declared flat here.
+ */
+struct sock_common {
+	__be32 skc_daddr;
+	__be32 skc_rcv_saddr;
+	__be16 skc_dport;
+	__u16 skc_num;
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+	struct proto *skc_prot;
+	struct in6_addr skc_v6_daddr;
+	struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+/* include/net/inet_sock.h: inet_sport survives inet_put_port(), skc_num does not */
+struct inet_sock {
+	struct sock sk;
+	__be16 inet_sport;
+} __attribute__((preserve_access_index));
+
+#endif /* __CONNWATCH_VMLINUX_H__ */

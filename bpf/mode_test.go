@@ -1,0 +1,87 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/cilium/ebpf"
+)
+
+func TestSelectMode(t *testing.T) {
+	notSupported := fmt.Errorf("kprobes unavailable: %w", ebpf.ErrNotSupported)
+	permission := errors.New("operation not permitted")
+
+	tests := []struct {
+		name      string
+		requested Mode
+		fail      map[Mode]error // attach result per mode; missing = success
+		want      Mode
+		tried     []Mode
+		skipped   []Mode
+		wantErr   bool
+	}{
+		{name: "auto prefers kprobe", requested: ModeAuto, want: ModeKprobe, tried: []Mode{ModeKprobe}},
+		{
+			name: "auto falls back on not supported", requested: ModeAuto,
+			fail: map[Mode]error{ModeKprobe: notSupported},
+			want: ModeTracepoint, tried: []Mode{ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeKprobe},
+		},
+		{
+			name: "auto does not fall back on other errors", requested: ModeAuto,
+			fail:  map[Mode]error{ModeKprobe: permission},
+			tried: []Mode{ModeKprobe}, wantErr: true,
+		},
+		{
+			name: "auto fails when nothing is supported", requested: ModeAuto,
+			fail:  map[Mode]error{ModeKprobe: notSupported, ModeTracepoint: notSupported},
+			tried: []Mode{ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeKprobe, ModeTracepoint}, wantErr: true,
+		},
+		{name: "explicit mode is the only one tried", requested: ModeTracepoint, want: ModeTracepoint, tried: []Mode{ModeTracepoint}},
+		{
+			name: "explicit mode does not fall back", requested: ModeKprobe,
+			fail:  map[Mode]error{ModeKprobe: notSupported},
+			tried: []Mode{ModeKprobe}, wantErr: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tried []Mode
+			got, skipped, err := selectMode(tt.requested, func(m Mode) error {
+				tried = append(tried, m)
+				return tt.fail[m]
+			})
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("mode = %q, want %q", got, tt.want)
+			}
+			if !reflect.DeepEqual(tried, tt.tried) {
+				t.Errorf("tried %v, want %v", tried, tt.tried)
+			}
+			var skippedModes []Mode
+			for _, s := range skipped {
+				skippedModes = append(skippedModes, s.Mode)
+				if !errors.Is(s.Err, ebpf.ErrNotSupported) {
+					t.Errorf("skipped %s for %v, which is not ErrNotSupported", s.Mode, s.Err)
+				}
+			}
+			if !reflect.DeepEqual(skippedModes, tt.skipped) {
+				t.Errorf("skipped %v, want %v", skippedModes, tt.skipped)
+			}
+		})
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for in, want := range map[string]Mode{"": ModeAuto, "auto": ModeAuto, "kprobe": ModeKprobe, "tracepoint": ModeTracepoint} {
+		if got, err := ParseMode(in); err != nil || got != want {
+			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := ParseMode("uprobe"); err == nil {
+		t.Error("ParseMode(uprobe) succeeded")
+	}
+}

@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// mainEnv makes the test binary run main(), so the tests exercise the real
+// command.
+const mainEnv = "CONNWATCH_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) != "" {
+		os.Args = append([]string{"connwatch"}, strings.Fields(os.Getenv(mainEnv))[1:]...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		msg := "privileged test: needs root to load BPF programs"
+		if os.Getenv("CONNWATCH_REQUIRE_PRIVILEGED") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// command runs the test binary as `connwatch args...`.
+func command(t *testing.T, args ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), mainEnv+"=connwatch "+strings.Join(args, " "))
+	return cmd
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	if !strings.HasPrefix(out.String(), "connwatch ") {
+		t.Errorf("version printed %q", out.String())
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var errb bytes.Buffer
+	if code := run([]string{"frobnicate"}, io.Discard, &errb); code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if !strings.Contains(errb.String(), `unknown command "frobnicate"`) {
+		t.Errorf("stderr %q", errb.String())
+	}
+}
+
+func TestBadAttachMode(t *testing.T) {
+	var errb bytes.Buffer
+	if code := run([]string{"-attach", "uprobe"}, io.Discard, &errb); code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errb.String(), `unknown attach mode "uprobe"`) {
+		t.Errorf("stderr %q", errb.String())
+	}
+}
+
+// Without privileges the agent says so in one line and exits 1.
+func TestNotRoot(t *testing.T) {
+	requireRoot(t) // to drop to another user
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The go test binary lives in a private directory; copy it where an
+	// unprivileged user can run it.
+	dir, err := os.MkdirTemp("", "connwatch-nonroot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "connwatch")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	cmd.Env = []string{mainEnv + "=connwatch run"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("run as nobody: %v, want exit status 1; stderr %q", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "needs root") {
+		t.Errorf("stderr should be one line saying root is needed, got %q", stderr.String())
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout %q, want nothing", stdout.String())
+	}
+}
+
+// The agent prints a JSON line for a connection made while it runs and
+// exits 0 on SIGTERM.
+func TestRunPrintsConnections(t *testing.T) {
+	requireRoot(t)
+	cmd := command(t, "-attach", "tracepoint")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	lines := make(chan map[string]any, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			var m map[string]any
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				t.Errorf("stdout line is not JSON: %q", sc.Text())
+				continue
+			}
+			lines <- m
+		}
+		close(lines)
+	}()
+
+	// Connect until the agent has attached and reports us.
+	port := float64(ln.Addr().(*net.TCPAddr).Port)
+	deadline := time.Now().Add(10 * time.Second)
+	var got map[string]any
+	for got == nil && time.Now().Before(deadline) {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		timeout := time.After(200 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case m := <-lines:
+				if m["remote_port"] == port && m["host_pid"] == float64(os.Getpid()) {
+					got = m
+					break wait
+				}
+			case <-timeout:
+				break wait
+			}
+		}
+	}
+	if got == nil {
+		t.Fatalf("no JSON line for our connection; stderr:\n%s", stderr.String())
+	}
+	for k, want := range map[string]any{
+		"event": "connwatch.tcp.connect", "event_id": 400.0, "protocol": "TCP",
+		"remote_addr": "127.0.0.1", "local_addr": "127.0.0.1", "mode": "tracepoint",
+		"pid_ns": 0.0, "mnt_ns": 0.0, "uid": float64(os.Getuid()),
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %v", k, got[k], want)
+		}
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, got["time"].(string)); err != nil || time.Since(ts) > time.Minute || time.Since(ts) < -time.Minute {
+		t.Errorf("time %v is not a current RFC 3339 time (%v)", got["time"], err)
+	}
+
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0; stderr:\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "probes attached") || !strings.Contains(stderr.String(), "mode=tracepoint") {
+		t.Errorf("the chosen mode is not logged at start:\n%s", stderr.String())
+	}
+}

@@ -1,0 +1,203 @@
+package event
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Wire format of one sample, as bpf/connwatch.c writes it (little-endian):
+//
+//	sys_context_t (68 bytes, packed)
+//	  u64 ts; u32 pid_id; u32 mnt_id; u32 host_ppid; u32 host_pid;
+//	  u32 ppid; u32 pid; u32 uid; u32 event_id; u32 argnum; s64 retval;
+//	  char comm[16];
+//	then argnum arguments, each a u8 type followed by its value:
+//	  STR_T       s32 size (including the NUL), then size bytes
+//	  SOCKADDR_T  sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes), or for
+//	              any other family the 2-byte family alone
+//	  others      4 bytes (int and the flag types)
+//
+// Perf samples are padded to 8 bytes, so bytes after the last argument are
+// ignored.
+const (
+	ContextSize = 68
+	MaxArgs     = 6
+	// MaxStringSize bounds a STR_T value (the kernel side reads at most 256).
+	MaxStringSize = 4096
+)
+
+// Argument types (KubeArmor's values).
+const (
+	ArgNone          = 0
+	ArgInt           = 1
+	ArgStr           = 10
+	ArgStrArr        = 11
+	ArgSockaddr      = 12
+	ArgOpenFlags     = 13
+	ArgExecFlags     = 14
+	ArgSockDom       = 15
+	ArgSockType      = 16
+	ArgFileType      = 17
+	ArgUnlinkatFlag  = 19
+	ArgPtraceReq     = 23
+	ArgMountFlag     = 24
+	ArgUmountFlag    = 25
+	afInet           = 2
+	afInet6          = 10
+	sockaddrInSize   = 16
+	sockaddrIn6Size  = 28
+	sockaddrFamSize  = 2
+	stringHeaderSize = 4
+)
+
+// ErrShort is wrapped by errors for samples that end before their declared
+// content.
+var ErrShort = errors.New("sample too short")
+
+// Decoder decodes samples into Events. It interns the short strings every
+// event repeats (comm, protocol) so that a warm decoder does not allocate.
+// A Decoder is not safe for concurrent use; its zero value is ready.
+type Decoder struct {
+	strs map[string]string
+}
+
+// maxInterned bounds the intern table; it is reset when full.
+const maxInterned = 4096
+
+func (d *Decoder) intern(b []byte) string {
+	if s, ok := d.strs[string(b)]; ok {
+		return s
+	}
+	if d.strs == nil || len(d.strs) >= maxInterned {
+		d.strs = make(map[string]string, 64)
+	}
+	s := string(b)
+	d.strs[s] = s
+	return s
+}
+
+// Decode is a pure function from one sample's bytes to an Event. It returns
+// an error, never panics, for a short or inconsistent sample; trailing bytes
+// after the last argument are ignored. ev.Time is left zero (see Clock).
+func Decode(b []byte) (Event, error) {
+	var d Decoder
+	var ev Event
+	err := d.Decode(b, &ev)
+	return ev, err
+}
+
+// Decode decodes b into ev, overwriting every field. See the package-level
+// Decode.
+func (d *Decoder) Decode(b []byte, ev *Event) error {
+	*ev = Event{}
+	if len(b) < ContextSize {
+		return fmt.Errorf("context: %d of %d bytes: %w", len(b), ContextSize, ErrShort)
+	}
+	le := binary.LittleEndian
+	ev.KernelTime = le.Uint64(b[0:])
+	ev.PidNS = le.Uint32(b[8:])
+	ev.MntNS = le.Uint32(b[12:])
+	ev.HostPPID = le.Uint32(b[16:])
+	ev.HostPID = le.Uint32(b[20:])
+	ev.PPID = le.Uint32(b[24:])
+	ev.PID = le.Uint32(b[28:])
+	ev.UID = le.Uint32(b[32:])
+	ev.EventID = le.Uint32(b[36:])
+	ev.ArgNum = le.Uint32(b[40:])
+	ev.Retval = int64(le.Uint64(b[44:]))
+	ev.Comm = d.intern(cstring(b[52:68]))
+
+	if ev.ArgNum > MaxArgs {
+		return fmt.Errorf("argnum %d exceeds %d", ev.ArgNum, MaxArgs)
+	}
+
+	off := ContextSize
+	sockaddrs := 0
+	for i := uint32(0); i < ev.ArgNum; i++ {
+		if off >= len(b) {
+			return fmt.Errorf("arg %d: type at offset %d: %w", i, off, ErrShort)
+		}
+		typ := b[off]
+		off++
+		switch typ {
+		case ArgStr:
+			if len(b)-off < stringHeaderSize {
+				return fmt.Errorf("arg %d: string size at offset %d: %w", i, off, ErrShort)
+			}
+			size := int32(le.Uint32(b[off:]))
+			off += stringHeaderSize
+			if size <= 0 || size > MaxStringSize {
+				return fmt.Errorf("arg %d: string size %d out of range (1..%d)", i, size, MaxStringSize)
+			}
+			if len(b)-off < int(size) {
+				return fmt.Errorf("arg %d: string of %d bytes at offset %d: %w", i, size, off, ErrShort)
+			}
+			s := b[off : off+int(size)]
+			off += int(size)
+			if ev.Protocol == "" {
+				ev.Protocol = d.intern(cstring(s))
+			}
+		case ArgSockaddr:
+			if len(b)-off < sockaddrFamSize {
+				return fmt.Errorf("arg %d: sockaddr family at offset %d: %w", i, off, ErrShort)
+			}
+			family := le.Uint16(b[off:])
+			size := sockaddrFamSize
+			switch family {
+			case afInet:
+				size = sockaddrInSize
+			case afInet6:
+				size = sockaddrIn6Size
+			}
+			if len(b)-off < size {
+				return fmt.Errorf("arg %d: sockaddr (family %d) of %d bytes at offset %d: %w", i, family, size, off, ErrShort)
+			}
+			ap := sockaddr(family, b[off:off+size])
+			off += size
+			switch sockaddrs {
+			case 0:
+				ev.Remote, ev.RemoteFamily = ap, family
+			case 1:
+				ev.Local = ap
+			}
+			sockaddrs++
+		case ArgNone:
+			return fmt.Errorf("arg %d: NONE_T inside argnum", i)
+		case ArgInt, ArgOpenFlags, ArgExecFlags, ArgSockDom, ArgSockType, ArgFileType,
+			ArgUnlinkatFlag, ArgPtraceReq, ArgMountFlag, ArgUmountFlag:
+			if len(b)-off < 4 {
+				return fmt.Errorf("arg %d: int at offset %d: %w", i, off, ErrShort)
+			}
+			off += 4
+		default:
+			return fmt.Errorf("arg %d: unknown type %d at offset %d", i, typ, off-1)
+		}
+	}
+	return nil
+}
+
+// sockaddr turns a raw sockaddr_in/sockaddr_in6 into an address and port.
+// v4-mapped IPv6 addresses become plain IPv4; other families are invalid.
+func sockaddr(family uint16, b []byte) netip.AddrPort {
+	switch family {
+	case afInet:
+		port := binary.BigEndian.Uint16(b[2:])
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[4:8])), port)
+	case afInet6:
+		port := binary.BigEndian.Uint16(b[2:])
+		return netip.AddrPortFrom(netip.AddrFrom16([16]byte(b[8:24])).Unmap(), port)
+	}
+	return netip.AddrPort{}
+}
+
+// cstring returns b up to its first NUL.
+func cstring(b []byte) []byte {
+	for i, c := range b {
+		if c == 0 {
+			return b[:i]
+		}
+	}
+	return b
+}

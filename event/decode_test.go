@@ -1,0 +1,256 @@
+package event
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"testing"
+)
+
+// sample builds wire-format bytes the way bpf/connwatch.c does.
+type sample struct {
+	ctx  [ContextSize]byte
+	args []byte
+	n    uint32
+}
+
+func newSample(eventID uint32) *sample {
+	s := &sample{}
+	le := binary.LittleEndian
+	le.PutUint64(s.ctx[0:], 123456789)
+	le.PutUint32(s.ctx[8:], 4026532000)  // pid_ns
+	le.PutUint32(s.ctx[12:], 4026532001) // mnt_ns
+	le.PutUint32(s.ctx[16:], 100)        // host_ppid
+	le.PutUint32(s.ctx[20:], 200)        // host_pid
+	le.PutUint32(s.ctx[24:], 0)          // ppid
+	le.PutUint32(s.ctx[28:], 1)          // pid
+	le.PutUint32(s.ctx[32:], 1000)       // uid
+	le.PutUint32(s.ctx[36:], eventID)
+	le.PutUint64(s.ctx[44:], uint64(0xffffffffffffff91)) // -111
+	copy(s.ctx[52:], "curl")
+	return s
+}
+
+func (s *sample) str(v string) *sample {
+	s.args = append(s.args, ArgStr)
+	s.args = binary.LittleEndian.AppendUint32(s.args, uint32(len(v)+1))
+	s.args = append(append(s.args, v...), 0)
+	s.n++
+	return s
+}
+
+func (s *sample) sockaddr(ap netip.AddrPort) *sample {
+	s.args = append(s.args, ArgSockaddr)
+	if ap.Addr().Is4() {
+		b := make([]byte, sockaddrInSize)
+		binary.LittleEndian.PutUint16(b, afInet)
+		binary.BigEndian.PutUint16(b[2:], ap.Port())
+		a := ap.Addr().As4()
+		copy(b[4:], a[:])
+		s.args = append(s.args, b...)
+	} else {
+		b := make([]byte, sockaddrIn6Size)
+		binary.LittleEndian.PutUint16(b, afInet6)
+		binary.BigEndian.PutUint16(b[2:], ap.Port())
+		a := ap.Addr().As16()
+		copy(b[8:], a[:])
+		s.args = append(s.args, b...)
+	}
+	s.n++
+	return s
+}
+
+func (s *sample) family(f uint16) *sample {
+	s.args = append(s.args, ArgSockaddr)
+	s.args = binary.LittleEndian.AppendUint16(s.args, f)
+	s.n++
+	return s
+}
+
+func (s *sample) int32(v uint32) *sample {
+	s.args = append(s.args, ArgInt)
+	s.args = binary.LittleEndian.AppendUint32(s.args, v)
+	s.n++
+	return s
+}
+
+func (s *sample) bytes() []byte {
+	binary.LittleEndian.PutUint32(s.ctx[40:], s.n)
+	return append(append([]byte{}, s.ctx[:]...), s.args...)
+}
+
+func TestDecode(t *testing.T) {
+	remote4 := netip.MustParseAddrPort("10.1.2.3:443")
+	local4 := netip.MustParseAddrPort("192.168.0.7:51000")
+	remote6 := netip.MustParseAddrPort("[2001:db8::1]:8443")
+	local6 := netip.MustParseAddrPort("[2001:db8::2]:40000")
+
+	tests := []struct {
+		name       string
+		in         []byte
+		protocol   string
+		remote     netip.AddrPort
+		local      netip.AddrPort
+		family     uint16
+		eventID    uint32
+		wantArgNum uint32
+	}{
+		{
+			name:     "ipv4",
+			in:       newSample(TCPConnect).str("TCP").sockaddr(remote4).sockaddr(local4).bytes(),
+			protocol: "TCP", remote: remote4, local: local4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
+		},
+		{
+			name:     "ipv6",
+			in:       newSample(TCPConnectV6).str("TCPv6").sockaddr(remote6).sockaddr(local6).bytes(),
+			protocol: "TCPv6", remote: remote6, local: local6, family: afInet6, eventID: TCPConnectV6, wantArgNum: 3,
+		},
+		{
+			name: "v4-mapped ipv6 decodes to ipv4",
+			in: newSample(TCPConnectV6).str("TCPv6").
+				sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:80")).
+				sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5555")).bytes(),
+			protocol: "TCPv6",
+			remote:   netip.MustParseAddrPort("127.0.0.1:80"),
+			local:    netip.MustParseAddrPort("127.0.0.1:5555"),
+			family:   afInet6, eventID: TCPConnectV6, wantArgNum: 3,
+		},
+		{
+			name:     "unknown family keeps the family, no address",
+			in:       newSample(TCPConnect).str("TCP").family(1).family(1).bytes(),
+			protocol: "TCP", family: 1, eventID: TCPConnect, wantArgNum: 3,
+		},
+		{
+			name:     "seed layout: two args",
+			in:       newSample(TCPConnect).str("TCP").sockaddr(remote4).bytes(),
+			protocol: "TCP", remote: remote4, family: afInet, eventID: TCPConnect, wantArgNum: 2,
+		},
+		{
+			name:     "int args are skipped",
+			in:       newSample(TCPConnect).int32(7).str("TCP").sockaddr(remote4).bytes(),
+			protocol: "TCP", remote: remote4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
+		},
+		{
+			name:     "trailing perf padding is ignored",
+			in:       append(newSample(TCPConnect).str("TCP").sockaddr(remote4).sockaddr(local4).bytes(), 0, 0, 0, 0, 0, 0, 0),
+			protocol: "TCP", remote: remote4, local: local4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := Decode(tt.in)
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if ev.Protocol != tt.protocol || ev.Remote != tt.remote || ev.Local != tt.local || ev.RemoteFamily != tt.family {
+				t.Errorf("got protocol %q remote %v local %v family %d, want %q %v %v %d",
+					ev.Protocol, ev.Remote, ev.Local, ev.RemoteFamily, tt.protocol, tt.remote, tt.local, tt.family)
+			}
+			want := Event{
+				KernelTime: 123456789, PidNS: 4026532000, MntNS: 4026532001,
+				HostPPID: 100, HostPID: 200, PPID: 0, PID: 1, UID: 1000,
+				EventID: tt.eventID, ArgNum: tt.wantArgNum, Retval: -111, Comm: "curl",
+				Protocol: tt.protocol, Remote: tt.remote, Local: tt.local, RemoteFamily: tt.family,
+			}
+			if ev != want {
+				t.Errorf("got  %+v\nwant %+v", ev, want)
+			}
+		})
+	}
+}
+
+func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
+	for _, full := range [][]byte{
+		newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes(),
+		newSample(TCPConnectV6).str("TCPv6").sockaddr(netip.MustParseAddrPort("[::1]:5")).sockaddr(netip.MustParseAddrPort("[::1]:9")).bytes(),
+	} {
+		for n := 0; n < len(full); n++ {
+			_, err := Decode(full[:n])
+			if err == nil {
+				t.Fatalf("Decode of %d of %d bytes succeeded, want an error", n, len(full))
+			}
+			if !errors.Is(err, ErrShort) {
+				t.Errorf("Decode of %d of %d bytes: %v, want ErrShort", n, len(full), err)
+			}
+		}
+	}
+}
+
+func TestDecodeRejectsInconsistent(t *testing.T) {
+	tooMany := newSample(TCPConnect).bytes()
+	binary.LittleEndian.PutUint32(tooMany[40:], 7)
+
+	negStr := newSample(TCPConnect).str("TCP").bytes()
+	binary.LittleEndian.PutUint32(negStr[ContextSize+1:], 0xffffffff)
+
+	hugeStr := newSample(TCPConnect).str("TCP").bytes()
+	binary.LittleEndian.PutUint32(hugeStr[ContextSize+1:], 1<<30)
+
+	unknownType := newSample(TCPConnect).str("TCP").bytes()
+	unknownType[ContextSize] = 99
+
+	noneType := newSample(TCPConnect).str("TCP").bytes()
+	noneType[ContextSize] = ArgNone
+
+	for name, b := range map[string][]byte{
+		"argnum above 6":      tooMany,
+		"negative str size":   negStr,
+		"huge str size":       hugeStr,
+		"unknown arg type":    unknownType,
+		"NONE_T inside args":  noneType,
+		"empty":               nil,
+		"context only, short": bytes.Repeat([]byte{1}, ContextSize-1),
+	} {
+		if _, err := Decode(b); err == nil {
+			t.Errorf("%s: Decode succeeded, want an error", name)
+		}
+	}
+}
+
+func TestDecoderDoesNotAllocate(t *testing.T) {
+	b := newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes()
+	var d Decoder
+	var ev Event
+	if err := d.Decode(b, &ev); err != nil {
+		t.Fatal(err)
+	}
+	allocs := testing.AllocsPerRun(100, func() { _ = d.Decode(b, &ev) })
+	if allocs != 0 {
+		t.Errorf("warm Decode allocates %.1f times per sample, want 0", allocs)
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	in := newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes()
+	var d Decoder
+	var ev Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if err := d.Decode(in, &ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add(newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes())
+	f.Add(newSample(TCPConnectV6).str("TCPv6").sockaddr(netip.MustParseAddrPort("[::1]:5")).sockaddr(netip.MustParseAddrPort("[::ffff:1.2.3.4]:9")).bytes())
+	f.Add(newSample(TCPConnect).str("TCP").family(1).int32(3).bytes())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ev, err := Decode(b)
+		if err != nil {
+			return
+		}
+		if ev.ArgNum > MaxArgs {
+			t.Fatalf("accepted argnum %d", ev.ArgNum)
+		}
+		// Whatever decodes must print as valid JSON.
+		line := AppendJSON(nil, &ev, "fuzz")
+		if !jsonValid(line) {
+			t.Fatalf("invalid JSON for a decoded event: %s", line)
+		}
+	})
+}

@@ -1,0 +1,86 @@
+package event
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// AppendJSON appends ev as one JSON object (no newline) to dst. mode is the
+// attach mode that produced it. Field names are part of connwatch's stdout
+// contract (see README).
+func AppendJSON(dst []byte, ev *Event, mode string) []byte {
+	dst = append(dst, `{"time":"`...)
+	dst = ev.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","event":`...)
+	dst = appendString(dst, Name(ev.EventID))
+	dst = appendUint(dst, "event_id", uint64(ev.EventID))
+	dst = appendUint(dst, "host_pid", uint64(ev.HostPID))
+	dst = appendUint(dst, "host_ppid", uint64(ev.HostPPID))
+	dst = appendUint(dst, "pid", uint64(ev.PID))
+	dst = appendUint(dst, "ppid", uint64(ev.PPID))
+	dst = appendUint(dst, "uid", uint64(ev.UID))
+	dst = append(dst, `,"comm":`...)
+	dst = appendString(dst, ev.Comm)
+	dst = appendUint(dst, "pid_ns", uint64(ev.PidNS))
+	dst = appendUint(dst, "mnt_ns", uint64(ev.MntNS))
+	dst = append(dst, `,"protocol":`...)
+	dst = appendString(dst, ev.Protocol)
+	if ev.Remote.IsValid() {
+		dst = append(dst, `,"remote_addr":"`...)
+		dst = ev.Remote.Addr().AppendTo(dst)
+		dst = append(dst, '"')
+		dst = appendUint(dst, "remote_port", uint64(ev.Remote.Port()))
+	} else {
+		dst = appendUint(dst, "remote_family", uint64(ev.RemoteFamily))
+	}
+	if ev.Local.IsValid() {
+		dst = append(dst, `,"local_addr":"`...)
+		dst = ev.Local.Addr().AppendTo(dst)
+		dst = append(dst, '"')
+		dst = appendUint(dst, "local_port", uint64(ev.Local.Port()))
+	}
+	dst = append(dst, `,"retval":`...)
+	dst = strconv.AppendInt(dst, ev.Retval, 10)
+	dst = append(dst, `,"mode":`...)
+	dst = appendString(dst, mode)
+	return append(dst, '}')
+}
+
+func appendUint(dst []byte, key string, v uint64) []byte {
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, '"', ':')
+	return strconv.AppendUint(dst, v, 10)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Control characters are escaped
+// and invalid UTF-8 (a comm can hold any bytes) becomes U+FFFD.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c < 0x20:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, `\ufffd`...)
+		} else {
+			dst = append(dst, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,81 @@
+package event
+
+import (
+	"encoding/json"
+	"golang.org/x/sys/unix"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func jsonValid(b []byte) bool { return json.Valid(b) }
+
+func TestAppendJSON(t *testing.T) {
+	ev := Event{
+		Time:     time.Date(2026, 11, 25, 10, 0, 0, 123456789, time.UTC),
+		PidNS:    4026532000,
+		MntNS:    4026532001,
+		HostPPID: 10, HostPID: 20, PPID: 0, PID: 1, UID: 1000,
+		EventID: TCPConnectV6, Retval: 0,
+		Comm:     "we\"ird\x01\xff",
+		Protocol: "TCPv6",
+		Remote:   netip.MustParseAddrPort("[2001:db8::1]:443"),
+		Local:    netip.MustParseAddrPort("[2001:db8::2]:5000"),
+	}
+	line := AppendJSON(nil, &ev, "tracepoint")
+	var got map[string]any
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, line)
+	}
+	want := map[string]any{
+		"time":        "2026-11-25T10:00:00.123456789Z",
+		"event":       "connwatch.tcp.connect",
+		"event_id":    402.0,
+		"host_pid":    20.0,
+		"host_ppid":   10.0,
+		"pid":         1.0,
+		"ppid":        0.0,
+		"uid":         1000.0,
+		"comm":        "we\"ird\x01\ufffd",
+		"pid_ns":      4026532000.0,
+		"mnt_ns":      4026532001.0,
+		"protocol":    "TCPv6",
+		"remote_addr": "2001:db8::1",
+		"remote_port": 443.0,
+		"local_addr":  "2001:db8::2",
+		"local_port":  5000.0,
+		"retval":      0.0,
+		"mode":        "tracepoint",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d fields, want %d: %s", len(got), len(want), line)
+	}
+}
+
+func TestClockWall(t *testing.T) {
+	c := NewClock()
+	now := time.Now()
+	c2 := &Clock{}
+	c2.SetOffset(now.UnixNano() - 5_000_000_000)
+	if got := c2.Wall(5_000_000_000); !got.Equal(time.Unix(0, now.UnixNano())) {
+		t.Errorf("Wall = %v, want %v", got, now)
+	}
+	// The synced clock maps monotonic "now" to within a second of wall now.
+	mono := monotonicNow(t)
+	if diff := c.Wall(mono).Sub(time.Now()); diff > time.Second || diff < -time.Second {
+		t.Errorf("synced clock is off by %v", diff)
+	}
+}
+
+func monotonicNow(t *testing.T) uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(ts.Nano())
+}

@@ -1,0 +1,325 @@
+//go:build linux
+
+// Package test holds connwatch's privileged tests: they load the real BPF
+// objects, open real connections and assert what the agent reports. They
+// need root and skip, saying why, without it. CONNWATCH_ATTACH selects the
+// attach mode (default tracepoint), which is how the VM kernel matrix runs
+// them once per mode.
+package test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/event"
+)
+
+// childEnv makes the test binary act as a namespaced "container" process.
+const childEnv = "CONNWATCH_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	os.Exit(m.Run())
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "privileged test: needs root to load BPF programs (run `sudo make test-privileged`)")
+	}
+}
+
+// skipOrFail skips the test, or fails it when CONNWATCH_REQUIRE_PRIVILEGED
+// is set (as CI does), so that a privileged test can never pass by skipping.
+func skipOrFail(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CONNWATCH_REQUIRE_PRIVILEGED") != "" {
+		t.Fatalf("CONNWATCH_REQUIRE_PRIVILEGED is set but: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// attachMode is the mode under test.
+func attachMode(t *testing.T) bpf.Mode {
+	t.Helper()
+	m, err := bpf.ParseMode(os.Getenv("CONNWATCH_ATTACH"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("CONNWATCH_ATTACH") == "" {
+		m = bpf.ModeTracepoint
+	}
+	return m
+}
+
+// watcher is a loaded probe whose decoded events arrive on a channel.
+type watcher struct {
+	probe  *bpf.Probe
+	events chan event.Event
+	lost   chan uint64
+	clock  *event.Clock
+}
+
+func startProbe(t *testing.T, opts bpf.Options) *watcher {
+	t.Helper()
+	requireRoot(t)
+	if opts.Mode == "" {
+		opts.Mode = attachMode(t)
+	}
+	p, err := bpf.Open(opts)
+	if err != nil {
+		t.Fatalf("opening probe in %s mode: %v", opts.Mode, err)
+	}
+	w := &watcher{probe: p, events: make(chan event.Event, 4096), lost: make(chan uint64, 64), clock: event.NewClock()}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var rec bpf.Record
+		var dec event.Decoder
+		for {
+			err := p.Read(&rec)
+			if errors.Is(err, bpf.ErrClosed) {
+				return
+			}
+			if err != nil {
+				t.Errorf("reading perf buffer: %v", err)
+				return
+			}
+			if rec.LostSamples > 0 {
+				w.lost <- rec.LostSamples
+				continue
+			}
+			var ev event.Event
+			if err := dec.Decode(rec.RawSample, &ev); err != nil {
+				t.Errorf("decoding a sample the kernel sent: %v", err)
+				continue
+			}
+			ev.Time = w.clock.Wall(ev.KernelTime)
+			w.events <- ev
+		}
+	}()
+	t.Cleanup(func() {
+		p.Close()
+		<-done
+	})
+	return w
+}
+
+// waitEvent returns the first event for which match is true, failing the
+// test after timeout.
+func (w *watcher) waitEvent(t *testing.T, timeout time.Duration, what string, match func(*event.Event) bool) event.Event {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev := <-w.events:
+			if match(&ev) {
+				return ev
+			}
+		case n := <-w.lost:
+			t.Logf("kernel lost %d samples", n)
+		case <-deadline:
+			t.Fatalf("no event for %s within %v", what, timeout)
+		}
+	}
+}
+
+// noEvent fails if an event matching match arrives within d.
+func (w *watcher) noEvent(t *testing.T, d time.Duration, what string, match func(*event.Event) bool) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case ev := <-w.events:
+			if match(&ev) {
+				t.Fatalf("unexpected event for %s: %+v", what, ev)
+			}
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// listen opens a TCP listener on addr that accepts and holds connections
+// until the test ends.
+func listen(t *testing.T, network, addr string) *net.TCPListener {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		skipOrFail(t, "cannot listen on %s %s: %v", network, addr, err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	t.Cleanup(func() { ln.Close() })
+	return ln.(*net.TCPListener)
+}
+
+// nsInode returns the inode number of /proc/<pid>/ns/<name>, which is the
+// namespace's inum.
+func nsInode(t *testing.T, pid int, name string) uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, name), &st); err != nil {
+		t.Fatalf("stat ns/%s of %d: %v", name, pid, err)
+	}
+	return uint32(st.Ino)
+}
+
+// namespacedChild is a copy of the test binary running childMain in new pid,
+// mount and network namespaces, like a container's process.
+type namespacedChild struct {
+	cmd       *exec.Cmd
+	stdin     *os.File
+	HostPID   int
+	Local     int // local port of its connection
+	Remote    int // port it connected to
+	PidNS     uint32
+	MntNS     uint32
+	CgroupDir string
+}
+
+// startNamespacedChild starts the child; before it connects, prepare (if
+// not nil) runs with its host pid, e.g. to move it into a cgroup. It
+// returns once the child has connected to a listener of its own on
+// 127.0.0.1 inside its network namespace.
+func startNamespacedChild(t *testing.T, prepare func(pid int)) *namespacedChild {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdin = stdinR
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		skipOrFail(t, "cannot create pid+mount+net namespaces: %v", err)
+	}
+	stdinR.Close()
+	c := &namespacedChild{cmd: cmd, stdin: stdinW, HostPID: cmd.Process.Pid}
+	t.Cleanup(func() {
+		stdinW.Close()
+		cmd.Wait()
+	})
+	c.PidNS = nsInode(t, c.HostPID, "pid")
+	c.MntNS = nsInode(t, c.HostPID, "mnt")
+	if prepare != nil {
+		prepare(c.HostPID)
+	}
+	// Tell the child to connect.
+	if _, err := stdinW.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() {
+		t.Fatalf("namespaced child exited before connecting: %v", sc.Err())
+	}
+	var ok string
+	if _, err := fmt.Sscan(sc.Text(), &ok, &c.Local, &c.Remote); err != nil || ok != "connected" {
+		t.Fatalf("namespaced child said %q", sc.Text())
+	}
+	return c
+}
+
+// childMain runs inside the new namespaces: it brings lo up, waits for the
+// parent's go-ahead, connects to its own listener, reports the ports and
+// stays alive until stdin closes.
+func childMain() int {
+	if err := loUp(); err != nil {
+		fmt.Fprintln(os.Stderr, "child: lo up:", err)
+		return 1
+	}
+	r := bufio.NewReader(os.Stdin)
+	if _, err := r.ReadString('\n'); err != nil {
+		return 1
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: listen:", err)
+		return 1
+	}
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child: dial:", err)
+		return 1
+	}
+	_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
+	_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
+	fmt.Printf("connected %s %s\n", lport, rport)
+	r.ReadString('\n') // until the parent closes stdin
+	c.Close()
+	return 0
+}
+
+// loUp sets the loopback interface of the current network namespace up.
+func loUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+func portOf(t *testing.T, addr net.Addr) uint16 {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uint16(n)
+}
+
+func commOf(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}

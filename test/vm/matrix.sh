@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Run one static binary under test/vm/run.sh on several kernels (optionally
+# times several values of one environment variable) and print a result table.
+set -euo pipefail
+
+PROG=${0##*/}
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+	cat <<EOF
+usage: $PROG [--kernels "6.1 6.12"] [--axis KEY=V1,V2,...] [-q] [RUN.SH OPTIONS] -- BINARY [ARGS...]
+
+Boots each kernel (and, with --axis, each value of KEY, passed to the guest as
+--env KEY=V) with test/vm/run.sh, then prints a table of the results.
+Exits 0 only if every cell passed.
+
+  --kernels LIST   kernels to run, space or comma separated (default: "6.1 6.12")
+  --axis KEY=VALS  one extra dimension, e.g. CONNWATCH_ATTACH=kprobe,fentry,tracepoint
+  -q, --quiet      do not stream guest consoles (they are still written to the logs)
+  --log-dir DIR    where console logs go (default: a new temporary directory)
+
+Any other option before -- (--env, --add, --modules, --timeout, --bpf-stats, ...)
+is passed to run.sh unchanged.
+
+example:
+  CGO_ENABLED=0 go test -c -o /tmp/connwatch.test ./test/somepkg
+  $PROG --axis CONNWATCH_ATTACH=kprobe,fentry -- /tmp/connwatch.test -test.v -test.run TestAttach
+EOF
+}
+
+KERNELS="6.1 6.12"
+AXIS_KEY=""
+AXIS_VALS=("")
+QUIET=0
+LOG_DIR=""
+PASS=()
+
+while [[ $# -gt 0 ]]; do
+	case $1 in
+	--kernels) KERNELS=${2//,/ }; shift 2 ;;
+	--axis)
+		[[ $2 == *=* ]] || { echo "$PROG: --axis wants KEY=V1,V2" >&2; exit 2; }
+		AXIS_KEY=${2%%=*}
+		IFS=, read -r -a AXIS_VALS <<<"${2#*=}"
+		shift 2
+		;;
+	-q | --quiet) QUIET=1; shift ;;
+	--log-dir) LOG_DIR=$2; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	--) break ;;
+	# run.sh flags without a value
+	--bpf-stats | --verbose) PASS+=("$1"); shift ;;
+	--*=*) PASS+=("$1"); shift ;;
+	--*) PASS+=("$1" "$2"); shift 2 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+[[ ${1:-} == -- && $# -ge 2 ]] || { usage >&2; exit 2; }
+
+[[ -n $LOG_DIR ]] || LOG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/connwatch-vm-matrix.XXXXXX")
+mkdir -p "$LOG_DIR"
+RESULTS=$LOG_DIR/results.tsv
+: >"$RESULTS"
+
+rows=()
+fail=0
+for k in $KERNELS; do
+	for v in "${AXIS_VALS[@]}"; do
+		extra=()
+		[[ -z $AXIS_KEY ]] || extra=(--env "$AXIS_KEY=$v")
+		label="kernel $k${AXIS_KEY:+, $AXIS_KEY=$v}"
+		echo "=== $PROG: $label" >&2
+		before=$(wc -l <"$RESULTS")
+		set +e
+		if [[ $QUIET -eq 1 ]]; then
+			"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$RESULTS" \
+				"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@" >/dev/null
+		else
+			"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$RESULTS" \
+				"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@"
+		fi
+		rc=$?
+		set -e
+		if [[ $(wc -l <"$RESULTS") -gt $before ]]; then
+			IFS=$'\t' read -r _ pkg ver code secs logf < <(tail -n 1 "$RESULTS")
+		else
+			pkg=- ver=- code=$rc secs=- logf=-
+		fi
+		case $code in
+		0) res=PASS ;;
+		125) res="ERROR(125)"; fail=1 ;;
+		*) res="FAIL($code)"; fail=1 ;;
+		esac
+		[[ $secs == - ]] || secs=${secs}s
+		rows+=("$k|${AXIS_KEY:+$v}|$pkg|$ver|$res|$secs|$logf")
+	done
+done
+
+{
+	echo
+	hdr="KERNEL|${AXIS_KEY:-}|PACKAGE|VERSION|RESULT|TIME|LOG"
+	printf '%s\n' "$hdr" "${rows[@]}" | if [[ -z $AXIS_KEY ]]; then cut -d'|' -f1,3-; else cat; fi |
+		awk -F'|' '{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }; if (NF > n) n = NF }
+			END { for (r = 1; r <= NR; r++) { l = ""; for (i = 1; i <= n; i++) l = l sprintf(i < n ? "%-" w[i] "s  " : "%s", c[r, i]); print l } }'
+}
+exit "$fail"
