@@ -53,7 +53,7 @@ check-generated: generate ## fail if the committed BPF output differs from a fre
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf2go output is stale: run 'make generate' and commit"; exit 1; }
 
 VM_KERNELS ?= 6.1 6.12
-VM_MODES   ?= kprobe,tracepoint
+VM_MODES   ?= fentry,kprobe,tracepoint
 
 .PHONY: vmtest
 vmtest: ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)

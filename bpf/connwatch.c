@@ -2,18 +2,25 @@
 
 // SPDX-License-Identifier: GPL-2.0
 //
-// connwatch's kernel side: one event per outgoing TCP connection attempt,
-// in the wire format of KubeArmor's system monitor (a packed sys_context_t
-// followed by typed arguments), sent through a perf event array.
+// connwatch's kernel side: the life of every TCP connection, in the wire
+// format of KubeArmor's system monitor (a packed sys_context_t followed by
+// typed arguments), sent through a perf event array.
 //
-// Two attach modes produce the same events:
-//   kprobe      kprobe/tcp_connect, in the connecting task, after the source
-//               port is chosen;
-//   tracepoint  raw tracepoint sock/inet_sock_set_state: the CLOSE->SYN_SENT
-//               transition runs in the connecting task (tcp_v4_connect /
-//               tcp_v6_connect) but before inet_hash_connect() picks the
-//               source port, so the task's context is kept per socket and the
-//               event is sent when the socket leaves SYN_SENT.
+// Events: TCP_CONNECT(_v6) 400/402 for an outgoing attempt, TCP_ACCEPT(_v6)
+// 401/403 for a connection a local process accepts, and connwatch's own
+// TCP_CONNECT_RESULT(_v6) 410/412 for the outcome of an attempt.
+//
+// Three attach modes produce the same events:
+//   fentry      fentry/fexit tcp_connect, fexit inet_csk_accept;
+//   kprobe      kprobe/kretprobe tcp_connect, kretprobe inet_csk_accept;
+//   tracepoint  raw tracepoint sock/inet_sock_set_state for the attempt
+//               (CLOSE->SYN_SENT runs in the connecting task, but before
+//               inet_hash_connect() picks the source port, so the attempt
+//               is sent when the socket leaves SYN_SENT) and the syscall
+//               tracepoints sys_exit_accept(4) for accepts.
+// In every mode the outcome comes from inet_sock_set_state leaving
+// SYN_SENT, which often runs in softirq: the attempt's context is kept per
+// socket in conn_attempts until then.
 
 #include "headers/vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -32,6 +39,7 @@ char LICENSE[] SEC("license") = "GPL";
 // include/net/tcp_states.h
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
+#define TCP_SYN_RECV 3
 #define TCP_CLOSE 7
 
 #define TASK_COMM_LEN 16
@@ -54,6 +62,7 @@ enum buf_types {
 enum arg_types {
 	NONE_T = 0,
 	INT_T = 1,
+	ULONG_T = 4, // 8 bytes; the value tracee and KubeArmor's numbering gives it
 	STR_T = 10,
 	STR_ARR_T = 11,
 	SOCKADDR_T = 12,
@@ -77,13 +86,29 @@ enum arg_types {
 #define ARG_TYPE5(type) ENC_ARG_TYPE(5, type)
 #define DEC_ARG_TYPE(n, types) (((types) >> (8 * (n))) & 0xFF)
 
-// Event IDs (KubeArmor's).
+// Event IDs: 400-403 are KubeArmor's, 410/412 connwatch's.
 enum event_ids {
 	_TCP_CONNECT = 400,
 	_TCP_ACCEPT = 401,
 	_TCP_CONNECT_v6 = 402,
 	_TCP_ACCEPT_v6 = 403,
+	_TCP_CONNECT_RESULT = 410,
+	_TCP_CONNECT_RESULT_v6 = 412,
 };
+
+// Indexes of the `stats` counters (user space reads them as
+// bpf.KernelStats).
+enum stat_ids {
+	STAT_ATTEMPTS_TRACKED = 0,   // attempts saved in conn_attempts
+	STAT_RESULTS = 1,            // outcomes matched to a saved attempt
+	STAT_RESULTS_UNTRACKED = 2,  // sockets leaving SYN_SENT with no saved attempt (evicted, or begun before load)
+	STAT_PERF_ERRORS = 3,        // bpf_perf_event_output failures (buffer full)
+	STAT_ACCEPTS = 4,            // accept events assembled
+	STAT_DROPPED_VISIBILITY = 5, // events dropped by the visibility map
+	STAT_MAX = 8,
+};
+
+#define ECONNABORTED 103
 
 // Visibility scopes: the inner map of `visibility` is keyed by these.
 enum scopes {
@@ -106,6 +131,10 @@ enum monitor_modes {
 //                      reported as a host process (pid_id = mnt_id = 0);
 //   MONITOR_CONTAINERS only processes outside the initial pid namespace.
 volatile const u32 monitor_mode = MONITOR_ALL;
+
+// Set from Go before load: true in tracepoint mode, where the attempt is
+// saved by the CLOSE->SYN_SENT transition instead of tcp_connect's probe.
+volatile const bool attempts_from_tracepoint = false;
 
 // ===== wire format =====
 
@@ -215,16 +244,49 @@ struct {
 	__array(values, struct inner_visibility);
 } visibility SEC(".maps");
 
-// Connection attempts whose event is not sent yet (tracepoint mode): the
-// connecting task's context, keyed by its struct sock. Inserted at
-// CLOSE->SYN_SENT, deleted when the socket leaves SYN_SENT; LRU so that
-// sockets that never resolve cannot fill it.
+// An attempt whose outcome is not known yet.
+struct conn_start {
+	sys_context_t ctx; // the connecting task's, ts = attempt time
+	s32 connect_ret;   // tcp_connect()'s return, when it failed
+	u32 pad;
+};
+
+// Outgoing connections in SYN_SENT, keyed by struct sock. Inserted by the
+// attempt (tcp_connect's probe, or CLOSE->SYN_SENT in tracepoint mode),
+// deleted when the socket leaves SYN_SENT. LRU, so sockets that never
+// resolve cannot fill it; its size is set from Go (Options.MaxPending) and
+// evictions show up as STAT_RESULTS_UNTRACKED when such a socket closes.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, u64);
-	__type(value, sys_context_t);
+	__type(value, struct conn_start);
 } conn_attempts SEC(".maps");
+
+// kprobe mode: the socket tcp_connect's kprobe saw, per thread, for its
+// kretprobe. Inserted by kprobe_tcp_connect, deleted by kretprobe_tcp_connect.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64);   // pid_tgid
+	__type(value, u64); // struct sock *
+} connect_args SEC(".maps");
+
+// Counters, per CPU; only ever incremented by the programs, read by user
+// space.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} stats SEC(".maps");
+
+static __always_inline void count(u32 idx)
+{
+	u64 *v = bpf_map_lookup_elem(&stats, &idx);
+	if (v)
+		*v += 1;
+}
 
 // ===== context =====
 
@@ -420,6 +482,9 @@ static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t
 				save_to_submit_buf(bufs_p, ptr, sizeof(u16), SOCKADDR_T);
 			break;
 		}
+		case ULONG_T:
+			save_to_submit_buf(bufs_p, ptr, sizeof(u64), ULONG_T);
+			break;
 		default: // INT_T and the flag types: 4 bytes
 			save_to_submit_buf(bufs_p, ptr, sizeof(int), type);
 			break;
@@ -441,7 +506,10 @@ static __always_inline int events_perf_submit(void *ctx)
 	u32 size = *off & (MAX_BUFFER_SIZE - 1);
 	if (size == 0)
 		return -1;
-	return bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
+	int err = bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
+	if (err)
+		count(STAT_PERF_ERRORS);
+	return err;
 }
 
 // ===== addresses =====
@@ -491,24 +559,30 @@ static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *re
 
 // ===== events =====
 
-// submit_connect assembles and sends one TCP_CONNECT(_v6) event for sk with
-// the given context. Only successful events are subject to visibility:
-// failures always reach user space.
-static __always_inline int submit_connect(void *ctx, struct sock *sk, sys_context_t *context)
+// submit_sock_event assembles and sends one event about sk with the given
+// context: the protocol name, the remote and the local address, and, when
+// start_ts is not 0, the attempt's timestamp. Only successful events are
+// subject to visibility: failures always reach user space.
+static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_context_t *context,
+					     u32 id_v4, u32 id_v6, u64 start_ts)
 {
 	if (skip_context(context))
 		return 0;
-	if (context->retval >= 0 && drop_event(context, _NETWORK_PROBE))
+	if (context->retval >= 0 && drop_event(context, _NETWORK_PROBE)) {
+		count(STAT_DROPPED_VISIBILITY);
 		return 0;
+	}
 
 	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
 	if (!bufs_p)
 		return 0;
 
 	u64 types = ARG_TYPE0(STR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(SOCKADDR_T);
+	if (start_ts)
+		types |= ARG_TYPE3(ULONG_T);
 	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 
-	context->event_id = family == AF_INET6 ? _TCP_CONNECT_v6 : _TCP_CONNECT;
+	context->event_id = family == AF_INET6 ? id_v6 : id_v4;
 	context->argnum = get_arg_num(types);
 
 	union sockaddr_t remote, local;
@@ -519,6 +593,7 @@ static __always_inline int submit_connect(void *ctx, struct sock *sk, sys_contex
 	args.args[0] = (u64)&prot->name;
 	args.args[1] = (u64)&remote;
 	args.args[2] = (u64)&local;
+	args.args[3] = (u64)&start_ts;
 
 	set_buf_off(DATA_BUF_TYPE, sizeof(sys_context_t));
 	save_context_to_buffer(bufs_p, context);
@@ -527,50 +602,199 @@ static __always_inline int submit_connect(void *ctx, struct sock *sk, sys_contex
 	return 0;
 }
 
-// kprobe mode: tcp_connect(struct sock *sk) runs in the connecting task after
-// the route and the source port are chosen (net/ipv4/tcp_output.c).
+// save_attempt starts tracking an outgoing connection in the current task.
+static __always_inline void save_attempt(struct sock *sk)
+{
+	u64 key = (u64)sk;
+	struct conn_start start = {};
+	init_context(&start.ctx);
+	bpf_map_update_elem(&conn_attempts, &key, &start, BPF_ANY);
+	count(STAT_ATTEMPTS_TRACKED);
+}
+
+// connect_returned sends the attempt event once tcp_connect() has returned
+// `ret` (fexit/kretprobe), with the context saved at its entry.
+static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
+{
+	u64 key = (u64)sk;
+	struct conn_start *start = bpf_map_lookup_elem(&conn_attempts, &key);
+	if (!start)
+		return 0;
+	if (ret < 0)
+		start->connect_ret = ret;
+
+	sys_context_t context;
+	__builtin_memcpy(&context, &start->ctx, sizeof(context));
+	context.retval = ret;
+	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0);
+}
+
+// accepted sends an accept event for newsk in the accepting task.
+static __always_inline int accepted(void *ctx, struct sock *newsk)
+{
+	if (!newsk)
+		return 0;
+	if (BPF_CORE_READ(newsk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	u16 family = BPF_CORE_READ(newsk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+
+	sys_context_t context = {};
+	init_context(&context);
+	count(STAT_ACCEPTS);
+	return submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0);
+}
+
+// --- fentry mode ---
+
+SEC("fentry/tcp_connect")
+int BPF_PROG(fentry_tcp_connect, struct sock *sk)
+{
+	save_attempt(sk);
+	return 0;
+}
+
+SEC("fexit/tcp_connect")
+int BPF_PROG(fexit_tcp_connect, struct sock *sk, int ret)
+{
+	return connect_returned(ctx, sk, ret);
+}
+
+// inet_csk_accept's arguments differ between kernels (6.10 folded flags,
+// err and kern into struct proto_accept_arg); only its return value, the
+// new socket, is used, and bpf_get_func_ret() reads it whatever they are.
+SEC("fexit/inet_csk_accept")
+int fexit_inet_csk_accept(u64 *ctx)
+{
+	u64 ret = 0;
+	if (bpf_get_func_ret(ctx, &ret))
+		return 0;
+	return accepted(ctx, (struct sock *)ret);
+}
+
+// --- kprobe mode (the seed's) ---
+
+// tcp_connect(struct sock *sk) runs in the connecting task after the route
+// and the source port are chosen (net/ipv4/tcp_output.c).
 SEC("kprobe/tcp_connect")
 int BPF_KPROBE(kprobe_tcp_connect, struct sock *sk)
 {
-	sys_context_t context = {};
-	init_context(&context);
-	// The seed reads PT_REGS_RC here, which is not a return value at
-	// entry; an attempt is reported as 0.
-	context.retval = 0;
-	return submit_connect(ctx, sk, &context);
+	u64 tid = bpf_get_current_pid_tgid();
+	u64 skp = (u64)sk;
+	save_attempt(sk);
+	bpf_map_update_elem(&connect_args, &tid, &skp, BPF_ANY);
+	return 0;
 }
 
-// tracepoint mode: TP_PROTO(const struct sock *sk, const int oldstate,
-// const int newstate) of sock/inet_sock_set_state (include/trace/events/sock.h).
+// The seed reads PT_REGS_RC at entry, which is not a return value; the
+// kretprobe reads the real one.
+SEC("kretprobe/tcp_connect")
+int BPF_KRETPROBE(kretprobe_tcp_connect, int ret)
+{
+	u64 tid = bpf_get_current_pid_tgid();
+	u64 *skp = bpf_map_lookup_elem(&connect_args, &tid);
+	if (!skp)
+		return 0;
+	struct sock *sk = (struct sock *)*skp;
+	bpf_map_delete_elem(&connect_args, &tid);
+	return connect_returned(ctx, sk, ret);
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *newsk)
+{
+	return accepted(ctx, newsk);
+}
+
+// --- tracepoint mode, and outcomes in every mode ---
+
+// TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
+// of sock/inet_sock_set_state (include/trace/events/sock.h).
 SEC("raw_tp/inet_sock_set_state")
 int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-
-	u64 key = (u64)sk;
-
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
-		// In the connecting task, before the source port is picked.
-		sys_context_t context = {};
-		init_context(&context);
-		bpf_map_update_elem(&conn_attempts, &key, &context, BPF_ANY);
+		// In the connecting task (tcp_v4_connect/tcp_v6_connect).
+		if (attempts_from_tracepoint && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
+			save_attempt(sk);
 		return 0;
 	}
 
-	if (oldstate != TCP_SYN_SENT)
+	// SYN_SENT -> SYN_RECV is a simultaneous open: not an outcome yet.
+	if (oldstate != TCP_SYN_SENT || newstate == TCP_SYN_RECV)
+		return 0;
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 
-	// SYN_SENT -> ESTABLISHED or CLOSE: often in softirq, so the context
-	// is the one saved at the attempt.
-	sys_context_t *saved = bpf_map_lookup_elem(&conn_attempts, &key);
-	if (!saved)
+	// Leaving SYN_SENT: established, or closed by an error or by the user.
+	u64 key = (u64)sk;
+	struct conn_start *start = bpf_map_lookup_elem(&conn_attempts, &key);
+	if (!start) {
+		count(STAT_RESULTS_UNTRACKED);
 		return 0;
+	}
 
 	sys_context_t context;
-	__builtin_memcpy(&context, saved, sizeof(context));
+	__builtin_memcpy(&context, &start->ctx, sizeof(context));
+	s32 connect_ret = start->connect_ret;
 	bpf_map_delete_elem(&conn_attempts, &key);
+	count(STAT_RESULTS);
 
-	context.retval = 0;
-	return submit_connect(ctx, sk, &context);
+	u64 start_ts = context.ts;
+	if (attempts_from_tracepoint) {
+		context.retval = 0;
+		submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0);
+	}
+
+	if (newstate == TCP_ESTABLISHED) {
+		context.retval = 0;
+	} else {
+		// tcp_reset(), tcp_write_err() and tcp_v4_err() set sk_err
+		// before tcp_done() moves the socket to CLOSE; a close() by the
+		// user leaves it 0.
+		int err = BPF_CORE_READ(sk, sk_err);
+		if (err)
+			context.retval = -err;
+		else if (connect_ret < 0)
+			context.retval = connect_ret;
+		else
+			context.retval = -ECONNABORTED;
+	}
+	context.ts = bpf_ktime_get_ns();
+	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT_RESULT, _TCP_CONNECT_RESULT_v6, start_ts);
+}
+
+// accept(2)/accept4(2) return: the new fd's socket, in the accepting task.
+static __always_inline int accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	long fd = ctx->ret;
+	if (fd < 0)
+		return 0;
+
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	return accepted(ctx, BPF_CORE_READ(sock, sk));
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx);
 }

@@ -18,40 +18,55 @@ type connwatchBufsT struct {
 	Buf [32768]uint8
 }
 
+type connwatchConnStart struct {
+	_   structs.HostLayout
+	Ctx struct {
+		_        structs.HostLayout
+		Ts       uint64
+		PidId    uint32
+		MntId    uint32
+		HostPpid uint32
+		HostPid  uint32
+		Ppid     uint32
+		Pid      uint32
+		Uid      uint32
+		EventId  uint32
+		Argnum   uint32
+		Retval   int64
+		Comm     [16]int8
+	}
+	ConnectRet int32
+	Pad        uint32
+}
+
 type connwatchOuterKey struct {
 	_     structs.HostLayout
 	PidNs uint32
 	MntNs uint32
 }
 
-type connwatchSysContextT struct {
-	_        structs.HostLayout
-	Ts       uint64
-	PidId    uint32
-	MntId    uint32
-	HostPpid uint32
-	HostPid  uint32
-	Ppid     uint32
-	Pid      uint32
-	Uid      uint32
-	EventId  uint32
-	Argnum   uint32
-	Retval   int64
-	Comm     [16]int8
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	connwatchMapBufs                = "bufs"
-	connwatchMapBufsOffset          = "bufs_offset"
-	connwatchMapConnAttempts        = "conn_attempts"
-	connwatchMapSysEvents           = "sys_events"
-	connwatchMapVisibility          = "visibility"
-	connwatchProgKprobeTcpConnect   = "kprobe_tcp_connect"
-	connwatchProgTpInetSockSetState = "tp_inet_sock_set_state"
-	connwatchVarMonitorMode         = "monitor_mode"
+	connwatchMapBufs                    = "bufs"
+	connwatchMapBufsOffset              = "bufs_offset"
+	connwatchMapConnAttempts            = "conn_attempts"
+	connwatchMapConnectArgs             = "connect_args"
+	connwatchMapStats                   = "stats"
+	connwatchMapSysEvents               = "sys_events"
+	connwatchMapVisibility              = "visibility"
+	connwatchProgFentryTcpConnect       = "fentry_tcp_connect"
+	connwatchProgFexitInetCskAccept     = "fexit_inet_csk_accept"
+	connwatchProgFexitTcpConnect        = "fexit_tcp_connect"
+	connwatchProgKprobeTcpConnect       = "kprobe_tcp_connect"
+	connwatchProgKretprobeInetCskAccept = "kretprobe_inet_csk_accept"
+	connwatchProgKretprobeTcpConnect    = "kretprobe_tcp_connect"
+	connwatchProgTpInetSockSetState     = "tp_inet_sock_set_state"
+	connwatchProgTpSysExitAccept        = "tp_sys_exit_accept"
+	connwatchProgTpSysExitAccept4       = "tp_sys_exit_accept4"
+	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
+	connwatchVarMonitorMode             = "monitor_mode"
 )
 
 // loadConnwatch returns the embedded CollectionSpec for connwatch.
@@ -96,8 +111,15 @@ type connwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connwatchProgramSpecs struct {
-	KprobeTcpConnect   *ebpf.ProgramSpec `ebpf:"kprobe_tcp_connect"`
-	TpInetSockSetState *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
+	FentryTcpConnect       *ebpf.ProgramSpec `ebpf:"fentry_tcp_connect"`
+	FexitInetCskAccept     *ebpf.ProgramSpec `ebpf:"fexit_inet_csk_accept"`
+	FexitTcpConnect        *ebpf.ProgramSpec `ebpf:"fexit_tcp_connect"`
+	KprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"kprobe_tcp_connect"`
+	KretprobeInetCskAccept *ebpf.ProgramSpec `ebpf:"kretprobe_inet_csk_accept"`
+	KretprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_connect"`
+	TpInetSockSetState     *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
+	TpSysExitAccept        *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept"`
+	TpSysExitAccept4       *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept4"`
 }
 
 // connwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -107,6 +129,8 @@ type connwatchMapSpecs struct {
 	Bufs         *ebpf.MapSpec `ebpf:"bufs"`
 	BufsOffset   *ebpf.MapSpec `ebpf:"bufs_offset"`
 	ConnAttempts *ebpf.MapSpec `ebpf:"conn_attempts"`
+	ConnectArgs  *ebpf.MapSpec `ebpf:"connect_args"`
+	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	SysEvents    *ebpf.MapSpec `ebpf:"sys_events"`
 	Visibility   *ebpf.MapSpec `ebpf:"visibility"`
 }
@@ -115,7 +139,8 @@ type connwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connwatchVariableSpecs struct {
-	MonitorMode *ebpf.VariableSpec `ebpf:"monitor_mode"`
+	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
+	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
 }
 
 // connwatchObjects contains all objects after they have been loaded into the kernel.
@@ -141,6 +166,8 @@ type connwatchMaps struct {
 	Bufs         *ebpf.Map `ebpf:"bufs"`
 	BufsOffset   *ebpf.Map `ebpf:"bufs_offset"`
 	ConnAttempts *ebpf.Map `ebpf:"conn_attempts"`
+	ConnectArgs  *ebpf.Map `ebpf:"connect_args"`
+	Stats        *ebpf.Map `ebpf:"stats"`
 	SysEvents    *ebpf.Map `ebpf:"sys_events"`
 	Visibility   *ebpf.Map `ebpf:"visibility"`
 }
@@ -150,6 +177,8 @@ func (m *connwatchMaps) Close() error {
 		m.Bufs,
 		m.BufsOffset,
 		m.ConnAttempts,
+		m.ConnectArgs,
+		m.Stats,
 		m.SysEvents,
 		m.Visibility,
 	)
@@ -159,21 +188,36 @@ func (m *connwatchMaps) Close() error {
 //
 // It can be passed to loadConnwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connwatchVariables struct {
-	MonitorMode *ebpf.Variable `ebpf:"monitor_mode"`
+	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
+	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
 }
 
 // connwatchPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadConnwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connwatchPrograms struct {
-	KprobeTcpConnect   *ebpf.Program `ebpf:"kprobe_tcp_connect"`
-	TpInetSockSetState *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
+	FentryTcpConnect       *ebpf.Program `ebpf:"fentry_tcp_connect"`
+	FexitInetCskAccept     *ebpf.Program `ebpf:"fexit_inet_csk_accept"`
+	FexitTcpConnect        *ebpf.Program `ebpf:"fexit_tcp_connect"`
+	KprobeTcpConnect       *ebpf.Program `ebpf:"kprobe_tcp_connect"`
+	KretprobeInetCskAccept *ebpf.Program `ebpf:"kretprobe_inet_csk_accept"`
+	KretprobeTcpConnect    *ebpf.Program `ebpf:"kretprobe_tcp_connect"`
+	TpInetSockSetState     *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
+	TpSysExitAccept        *ebpf.Program `ebpf:"tp_sys_exit_accept"`
+	TpSysExitAccept4       *ebpf.Program `ebpf:"tp_sys_exit_accept4"`
 }
 
 func (p *connwatchPrograms) Close() error {
 	return _ConnwatchClose(
+		p.FentryTcpConnect,
+		p.FexitInetCskAccept,
+		p.FexitTcpConnect,
 		p.KprobeTcpConnect,
+		p.KretprobeInetCskAccept,
+		p.KretprobeTcpConnect,
 		p.TpInetSockSetState,
+		p.TpSysExitAccept,
+		p.TpSysExitAccept4,
 	)
 }
 

@@ -14,6 +14,9 @@ const (
 	// ModeAuto tries the attach modes in order of preference and keeps the
 	// first the kernel supports.
 	ModeAuto Mode = "auto"
+	// ModeFentry attaches fentry/fexit programs to tcp_connect and fexit
+	// to inet_csk_accept (needs BTF and BPF trampolines).
+	ModeFentry Mode = "fentry"
 	// ModeKprobe attaches a kprobe to tcp_connect (needs CONFIG_KPROBES).
 	ModeKprobe Mode = "kprobe"
 	// ModeTracepoint attaches to the raw tracepoint sock/inet_sock_set_state
@@ -22,17 +25,17 @@ const (
 )
 
 // autoOrder is the preference order of ModeAuto.
-var autoOrder = []Mode{ModeKprobe, ModeTracepoint}
+var autoOrder = []Mode{ModeFentry, ModeKprobe, ModeTracepoint}
 
 // ParseMode checks a mode name from the command line or the config file.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
-	case ModeAuto, ModeKprobe, ModeTracepoint:
+	case ModeAuto, ModeFentry, ModeKprobe, ModeTracepoint:
 		return m, nil
 	case "":
 		return ModeAuto, nil
 	}
-	return "", fmt.Errorf("unknown attach mode %q (expected auto, kprobe or tracepoint)", s)
+	return "", fmt.Errorf("unknown attach mode %q (expected auto, fentry, kprobe or tracepoint)", s)
 }
 
 // Skipped records why ModeAuto passed over a mode.

@@ -22,21 +22,26 @@ func TestSelectMode(t *testing.T) {
 		skipped   []Mode
 		wantErr   bool
 	}{
-		{name: "auto prefers kprobe", requested: ModeAuto, want: ModeKprobe, tried: []Mode{ModeKprobe}},
+		{name: "auto prefers fentry", requested: ModeAuto, want: ModeFentry, tried: []Mode{ModeFentry}},
 		{
-			name: "auto falls back on not supported", requested: ModeAuto,
-			fail: map[Mode]error{ModeKprobe: notSupported},
-			want: ModeTracepoint, tried: []Mode{ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeKprobe},
+			name: "auto falls back to kprobe without fentry", requested: ModeAuto,
+			fail: map[Mode]error{ModeFentry: notSupported},
+			want: ModeKprobe, tried: []Mode{ModeFentry, ModeKprobe}, skipped: []Mode{ModeFentry},
+		},
+		{
+			name: "auto falls back to tracepoint on this project's CI kernel", requested: ModeAuto,
+			fail: map[Mode]error{ModeFentry: notSupported, ModeKprobe: notSupported},
+			want: ModeTracepoint, tried: []Mode{ModeFentry, ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeFentry, ModeKprobe},
 		},
 		{
 			name: "auto does not fall back on other errors", requested: ModeAuto,
-			fail:  map[Mode]error{ModeKprobe: permission},
-			tried: []Mode{ModeKprobe}, wantErr: true,
+			fail:  map[Mode]error{ModeFentry: notSupported, ModeKprobe: permission},
+			tried: []Mode{ModeFentry, ModeKprobe}, skipped: []Mode{ModeFentry}, wantErr: true,
 		},
 		{
 			name: "auto fails when nothing is supported", requested: ModeAuto,
-			fail:  map[Mode]error{ModeKprobe: notSupported, ModeTracepoint: notSupported},
-			tried: []Mode{ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeKprobe, ModeTracepoint}, wantErr: true,
+			fail:  map[Mode]error{ModeFentry: notSupported, ModeKprobe: notSupported, ModeTracepoint: notSupported},
+			tried: []Mode{ModeFentry, ModeKprobe, ModeTracepoint}, skipped: []Mode{ModeFentry, ModeKprobe, ModeTracepoint}, wantErr: true,
 		},
 		{name: "explicit mode is the only one tried", requested: ModeTracepoint, want: ModeTracepoint, tried: []Mode{ModeTracepoint}},
 		{
@@ -76,7 +81,7 @@ func TestSelectMode(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
-	for in, want := range map[string]Mode{"": ModeAuto, "auto": ModeAuto, "kprobe": ModeKprobe, "tracepoint": ModeTracepoint} {
+	for in, want := range map[string]Mode{"": ModeAuto, "auto": ModeAuto, "fentry": ModeFentry, "kprobe": ModeKprobe, "tracepoint": ModeTracepoint} {
 		if got, err := ParseMode(in); err != nil || got != want {
 			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
 		}

@@ -9,9 +9,11 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/perf"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Monitor selects which processes the kernel program reports; it is the
@@ -34,35 +36,92 @@ type Options struct {
 	// WakeupEvents wakes the reader every that many samples instead of
 	// on each one; Flush delivers a partial batch. Default 1.
 	WakeupEvents int
+	// MaxPending bounds the connection attempts tracked until their
+	// outcome (the conn_attempts LRU). Default 16384.
+	MaxPending uint32
 }
 
 // Probe is the loaded and attached kernel program and the reader of its
 // events. Read must be called from one goroutine; Close may be called from
 // any and unblocks Read.
 type Probe struct {
-	mode    Mode
-	skipped []Skipped
-	coll    *ebpf.Collection
-	links   []link.Link
-	reader  *perf.Reader
+	mode     Mode
+	skipped  []Skipped
+	warnings []error
+	coll     *ebpf.Collection
+	links    []link.Link
+	// innerVisibility creates the visibility map's inner maps.
+	innerVisibility *ebpf.MapSpec
+	reader          *perf.Reader
 }
 
-// programs per mode: the program name in the object and how it attaches.
+// attachment is one program of a mode and how it attaches. A required
+// one that fails fails the mode; an optional one is skipped with a
+// warning (see Probe.Warnings).
 type attachment struct {
-	prog   string
-	attach func(*ebpf.Program) (link.Link, error)
+	prog     string
+	required bool
+	attach   func(*ebpf.Program) (link.Link, error)
 }
 
-var modePrograms = map[Mode][]attachment{
-	ModeKprobe: {{"kprobe_tcp_connect", func(p *ebpf.Program) (link.Link, error) {
+func tracing(p *ebpf.Program) (link.Link, error) {
+	return link.AttachTracing(link.TracingOptions{Program: p})
+}
+
+func kprobe(symbol string) func(*ebpf.Program) (link.Link, error) {
+	return func(p *ebpf.Program) (link.Link, error) {
 		if err := kprobesAvailable(); err != nil {
 			return nil, err
 		}
-		return link.Kprobe("tcp_connect", p, nil)
-	}}},
-	ModeTracepoint: {{"tp_inet_sock_set_state", func(p *ebpf.Program) (link.Link, error) {
-		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: p})
-	}}},
+		return link.Kprobe(symbol, p, nil)
+	}
+}
+
+func kretprobe(symbol string) func(*ebpf.Program) (link.Link, error) {
+	return func(p *ebpf.Program) (link.Link, error) {
+		if err := kprobesAvailable(); err != nil {
+			return nil, err
+		}
+		return link.Kretprobe(symbol, p, nil)
+	}
+}
+
+func rawTracepoint(name string) func(*ebpf.Program) (link.Link, error) {
+	return func(p *ebpf.Program) (link.Link, error) {
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: name, Program: p})
+	}
+}
+
+func tracepoint(group, name string) func(*ebpf.Program) (link.Link, error) {
+	return func(p *ebpf.Program) (link.Link, error) {
+		if err := ensureTracefs(); err != nil {
+			return nil, err
+		}
+		return link.Tracepoint(group, name, p, nil)
+	}
+}
+
+// outcomes is attached in every mode: it reports how each attempt ended.
+var outcomes = attachment{"tp_inet_sock_set_state", true, rawTracepoint("inet_sock_set_state")}
+
+var modePrograms = map[Mode][]attachment{
+	ModeFentry: {
+		{"fentry_tcp_connect", true, tracing},
+		{"fexit_tcp_connect", true, tracing},
+		outcomes,
+		{"fexit_inet_csk_accept", false, tracing},
+	},
+	ModeKprobe: {
+		{"kprobe_tcp_connect", true, kprobe("tcp_connect")},
+		{"kretprobe_tcp_connect", true, kretprobe("tcp_connect")},
+		outcomes,
+		{"kretprobe_inet_csk_accept", false, kretprobe("inet_csk_accept")},
+	},
+	ModeTracepoint: {
+		outcomes,
+		{"tp_sys_exit_accept4", false, tracepoint("syscalls", "sys_exit_accept4")},
+		{"tp_sys_exit_accept", false, tracepoint("syscalls", "sys_exit_accept")},
+	},
 }
 
 // kprobesAvailable reports ErrNotSupported when the kernel has neither the
@@ -78,6 +137,49 @@ func kprobesAvailable() error {
 		}
 	}
 	return fmt.Errorf("kprobes unavailable on this kernel (no kprobe PMU, no kprobe_events; CONFIG_KPROBES unset?): %w", ebpf.ErrNotSupported)
+}
+
+// ensureTracefs mounts tracefs at /sys/kernel/tracing when no tracefs is
+// mounted: classic tracepoints are found by their id there.
+func ensureTracefs() error {
+	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
+		if _, err := os.Stat(p); err == nil {
+			return nil
+		}
+	}
+	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: %w", err)
+	}
+	return nil
+}
+
+// canLoadTracepoints reports whether this process may load a (trivial) raw
+// tracepoint program, which tells a lack of privilege apart from a kernel
+// that refuses one program type.
+func canLoadTracepoints() bool {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.RawTracepoint,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "GPL",
+	})
+	if err != nil {
+		return false
+	}
+	prog.Close()
+	return true
+}
+
+// notSupported marks the errors that mean "this kernel cannot do that" as
+// ebpf.ErrNotSupported, so ModeAuto falls back on them: trampolines
+// missing (ENOTSUPP 524, EOPNOTSUPP) or an attach point the kernel lacks.
+func notSupported(err error) error {
+	if err == nil || errors.Is(err, ebpf.ErrNotSupported) {
+		return err
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.Errno(524)) {
+		return fmt.Errorf("%w (%w)", ebpf.ErrNotSupported, err)
+	}
+	return err
 }
 
 // Open loads the program, attaches it in the requested mode (falling back as
@@ -99,7 +201,7 @@ func Open(opts Options) (*Probe, error) {
 	}
 
 	p := &Probe{}
-	mode, skipped, err := selectMode(opts.Mode, func(m Mode) error { return p.load(m, opts.Monitor) })
+	mode, skipped, err := selectMode(opts.Mode, func(m Mode) error { return p.load(m, opts) })
 	p.skipped = skipped
 	if err != nil {
 		p.Close()
@@ -119,7 +221,7 @@ func Open(opts Options) (*Probe, error) {
 
 // load loads the objects mode needs and attaches them. On failure nothing of
 // it stays loaded.
-func (p *Probe) load(m Mode, monitor Monitor) error {
+func (p *Probe) load(m Mode, opts Options) error {
 	atts, ok := modePrograms[m]
 	if !ok {
 		return fmt.Errorf("unknown attach mode %q", m)
@@ -129,11 +231,17 @@ func (p *Probe) load(m Mode, monitor Monitor) error {
 	if err != nil {
 		return fmt.Errorf("loading BPF object: %w", err)
 	}
-	if err := spec.Variables["monitor_mode"].Set(uint32(monitor)); err != nil {
+	if err := spec.Variables["monitor_mode"].Set(uint32(opts.Monitor)); err != nil {
 		return fmt.Errorf("setting monitor_mode: %w", err)
 	}
-	// Load only this mode's programs: a kernel without kprobes may refuse
-	// the others.
+	if err := spec.Variables["attempts_from_tracepoint"].Set(m == ModeTracepoint); err != nil {
+		return fmt.Errorf("setting attempts_from_tracepoint: %w", err)
+	}
+	if opts.MaxPending > 0 {
+		spec.Maps["conn_attempts"].MaxEntries = opts.MaxPending
+	}
+	// Load only this mode's programs: a kernel without kprobes or
+	// trampolines refuses the others.
 	keep := map[string]bool{}
 	for _, a := range atts {
 		keep[a.prog] = true
@@ -144,29 +252,72 @@ func (p *Probe) load(m Mode, monitor Monitor) error {
 		}
 	}
 
-	coll, err := ebpf.NewCollection(spec)
+	inner := spec.Maps["visibility"].InnerMap.Copy()
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 	if err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
 			return fmt.Errorf("loading %s programs: %w (verifier log: %+v)", m, err, verr)
 		}
-		return fmt.Errorf("loading %s programs: %w", m, err)
+		if m == ModeFentry && errors.Is(err, unix.EPERM) && canLoadTracepoints() {
+			// Privileged enough for BPF, yet the kernel refuses
+			// tracing programs: lockdown or no trampolines.
+			return fmt.Errorf("loading %s programs: the kernel refuses fentry/fexit although BPF is permitted (lockdown or no BPF trampolines): %w (%w)", m, ebpf.ErrNotSupported, err)
+		}
+		return fmt.Errorf("loading %s programs: %w", m, notSupported(err))
 	}
 
 	var links []link.Link
+	var warnings []error
 	for _, a := range atts {
 		l, err := a.attach(coll.Programs[a.prog])
 		if err != nil {
+			err = fmt.Errorf("attaching %s: %w", a.prog, notSupported(err))
+			if !a.required {
+				warnings = append(warnings, err)
+				continue
+			}
 			for _, l := range links {
 				l.Close()
 			}
 			coll.Close()
-			return fmt.Errorf("attaching %s: %w", a.prog, err)
+			return err
 		}
 		links = append(links, l)
 	}
-	p.coll, p.links = coll, links
+	p.coll, p.links, p.warnings, p.innerVisibility = coll, links, warnings, inner
 	return nil
+}
+
+// Warnings lists the optional programs that could not be attached (the
+// accept side, when the kernel lacks its attach point).
+func (p *Probe) Warnings() []error { return p.warnings }
+
+// KernelStats are the kernel program's counters, summed over CPUs.
+type KernelStats struct {
+	AttemptsTracked   uint64 // attempts saved until their outcome
+	Results           uint64 // outcomes matched to a saved attempt
+	ResultsUntracked  uint64 // sockets leaving SYN_SENT with no saved attempt (evicted from the LRU, or begun before load)
+	PerfErrors        uint64 // samples the kernel could not write (perf buffer full)
+	Accepts           uint64 // accept events assembled
+	DroppedVisibility uint64 // events the visibility map dropped in the kernel
+}
+
+// KernelStats reads the kernel program's counters.
+func (p *Probe) KernelStats() (KernelStats, error) {
+	var ks KernelStats
+	m := p.coll.Maps["stats"]
+	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility}
+	for i, f := range fields {
+		var perCPU []uint64
+		if err := m.Lookup(uint32(i), &perCPU); err != nil {
+			return ks, fmt.Errorf("reading stats[%d]: %w", i, err)
+		}
+		for _, v := range perCPU {
+			*f += v
+		}
+	}
+	return ks, nil
 }
 
 // Mode is the attach mode in use.

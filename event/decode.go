@@ -17,6 +17,7 @@ import (
 //	  STR_T       s32 size (including the NUL), then size bytes
 //	  SOCKADDR_T  sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes), or for
 //	              any other family the 2-byte family alone
+//	  ULONG_T     8 bytes (a connect result's attempt timestamp)
 //	  others      4 bytes (int and the flag types)
 //
 // Perf samples are padded to 8 bytes, so bytes after the last argument are
@@ -32,6 +33,7 @@ const (
 const (
 	ArgNone          = 0
 	ArgInt           = 1
+	ArgULong         = 4 // 8 bytes (tracee's and KubeArmor's numbering)
 	ArgStr           = 10
 	ArgStrArr        = 11
 	ArgSockaddr      = 12
@@ -163,6 +165,14 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 				ev.Local = ap
 			}
 			sockaddrs++
+		case ArgULong:
+			if len(b)-off < 8 {
+				return fmt.Errorf("arg %d: ulong at offset %d: %w", i, off, ErrShort)
+			}
+			if ev.StartKernelTime == 0 {
+				ev.StartKernelTime = le.Uint64(b[off:])
+			}
+			off += 8
 		case ArgNone:
 			return fmt.Errorf("arg %d: NONE_T inside argnum", i)
 		case ArgInt, ArgOpenFlags, ArgExecFlags, ArgSockDom, ArgSockType, ArgFileType,

@@ -254,3 +254,58 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func (s *sample) ulong(v uint64) *sample {
+	s.args = append(s.args, ArgULong)
+	s.args = binary.LittleEndian.AppendUint64(s.args, v)
+	s.n++
+	return s
+}
+
+func TestDecodeResult(t *testing.T) {
+	b := newSample(TCPConnectResult).str("TCP").
+		sockaddr(netip.MustParseAddrPort("10.0.0.1:80")).
+		sockaddr(netip.MustParseAddrPort("10.0.0.2:40000")).
+		ulong(123000000).bytes()
+	ev, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.StartKernelTime != 123000000 || !ev.IsResult() || ev.ArgNum != 4 {
+		t.Fatalf("start %d result %v argnum %d, want 123000000 true 4", ev.StartKernelTime, ev.IsResult(), ev.ArgNum)
+	}
+	// The sample's ts (123456789) minus the attempt's.
+	if ev.Duration() != 456789 {
+		t.Errorf("duration %v, want 456.789µs", ev.Duration())
+	}
+	if ev.Outcome() != OutcomeRefused || ErrnoName(ev.Retval) != "ECONNREFUSED" {
+		t.Errorf("outcome %s %s, want refused ECONNREFUSED", ev.Outcome(), ErrnoName(ev.Retval))
+	}
+	for n := ContextSize; n < len(b); n++ {
+		if _, err := Decode(b[:n]); !errors.Is(err, ErrShort) {
+			t.Fatalf("Decode of %d of %d bytes: %v, want ErrShort", n, len(b), err)
+		}
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for retval, want := range map[int64]Outcome{
+		0: OutcomeEstablished, -111: OutcomeRefused, -110: OutcomeTimeout, -104: OutcomeReset,
+		-113: OutcomeUnreachable, -101: OutcomeUnreachable, -103: OutcomeClosed, -12: OutcomeClosed,
+	} {
+		ev := Event{EventID: TCPConnectResultV6, Retval: retval}
+		if got := ev.Outcome(); got != want {
+			t.Errorf("retval %d: outcome %s, want %s", retval, got, want)
+		}
+	}
+	attempt := Event{EventID: TCPConnect}
+	if attempt.Outcome() != OutcomeNone || attempt.Duration() != 0 || attempt.Direction() != "outbound" {
+		t.Errorf("an attempt has outcome %q duration %v direction %s", attempt.Outcome(), attempt.Duration(), attempt.Direction())
+	}
+	if a := (Event{EventID: TCPAcceptV6}); a.Direction() != "inbound" {
+		t.Errorf("accept direction %s, want inbound", a.Direction())
+	}
+	if ErrnoName(-111) != "ECONNREFUSED" || ErrnoName(0) != "" || ErrnoName(-9999) != "errno 9999" {
+		t.Errorf("ErrnoName: %q %q %q", ErrnoName(-111), ErrnoName(0), ErrnoName(-9999))
+	}
+}

@@ -14,6 +14,13 @@ const (
 	TCPAccept    uint32 = 401 // connection accepted by a local process, IPv4
 	TCPConnectV6 uint32 = 402 // outgoing IPv6 connection attempt
 	TCPAcceptV6  uint32 = 403 // connection accepted by a local process, IPv6
+
+	// connwatch's own: the outcome of an outgoing connection, sent when
+	// the socket leaves SYN_SENT. The context is the connecting task's,
+	// saved at the attempt; Retval is 0 or -errno; StartKernelTime is the
+	// attempt's timestamp and KernelTime the outcome's.
+	TCPConnectResult   uint32 = 410
+	TCPConnectResultV6 uint32 = 412
 )
 
 // Name returns the OpenTelemetry event name of an event ID.
@@ -23,6 +30,8 @@ func Name(id uint32) string {
 		return "connwatch.tcp.connect"
 	case TCPAccept, TCPAcceptV6:
 		return "connwatch.tcp.accept"
+	case TCPConnectResult, TCPConnectResultV6:
+		return "connwatch.tcp.connect.result"
 	}
 	return "connwatch.unknown"
 }
@@ -62,6 +71,11 @@ type Event struct {
 	// (AF_INET 2, AF_INET6 10), kept so that an unknown family is visible.
 	RemoteFamily uint16
 
+	// StartKernelTime is, for a connect result, the attempt's timestamp
+	// (CLOCK_MONOTONIC ns); 0 otherwise. Start is its wall-clock time.
+	StartKernelTime uint64
+	Start           time.Time
+
 	// Workload is filled by enrichment; nil before that or when nothing
 	// could be learnt.
 	Workload *Workload
@@ -84,4 +98,33 @@ type Workload struct {
 	Runtime     string    // "docker", "containerd", "cri-o", "podman", ...
 	PodUID      string    // Kubernetes pod UID, dashed form
 	Cgroup      string    // the process's cgroup path (v2 path, else name=systemd)
+}
+
+// IsConnect reports an outgoing connection attempt (400/402).
+func (e *Event) IsConnect() bool { return e.EventID == TCPConnect || e.EventID == TCPConnectV6 }
+
+// IsAccept reports a connection accepted by a local process (401/403).
+func (e *Event) IsAccept() bool { return e.EventID == TCPAccept || e.EventID == TCPAcceptV6 }
+
+// IsResult reports the outcome of an outgoing connection (410/412).
+func (e *Event) IsResult() bool {
+	return e.EventID == TCPConnectResult || e.EventID == TCPConnectResultV6
+}
+
+// Direction is "outbound" for connects and their results, "inbound" for
+// accepts.
+func (e *Event) Direction() string {
+	if e.IsAccept() {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// Duration is, for a connect result, the time from the attempt to its
+// outcome; 0 otherwise.
+func (e *Event) Duration() time.Duration {
+	if !e.IsResult() || e.StartKernelTime == 0 || e.KernelTime < e.StartKernelTime {
+		return 0
+	}
+	return time.Duration(e.KernelTime - e.StartKernelTime)
 }

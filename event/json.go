@@ -42,6 +42,20 @@ func AppendJSON(dst []byte, ev *Event, mode string) []byte {
 	}
 	dst = append(dst, `,"retval":`...)
 	dst = strconv.AppendInt(dst, ev.Retval, 10)
+	if name := ErrnoName(ev.Retval); name != "" {
+		dst = append(dst, `,"error":`...)
+		dst = appendString(dst, name)
+	}
+	dst = append(dst, `,"direction":`...)
+	dst = appendString(dst, ev.Direction())
+	if ev.IsResult() {
+		dst = append(dst, `,"outcome":`...)
+		dst = appendString(dst, ev.Outcome().String())
+		dst = append(dst, `,"start":"`...)
+		dst = ev.Start.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+		dst = appendUint(dst, "duration_ns", uint64(ev.Duration()))
+	}
 	dst = append(dst, `,"mode":`...)
 	dst = appendString(dst, mode)
 	return append(dst, '}')

@@ -45,6 +45,7 @@ func TestAppendJSON(t *testing.T) {
 		"local_addr":  "2001:db8::2",
 		"local_port":  5000.0,
 		"retval":      0.0,
+		"direction":   "outbound",
 		"mode":        "tracepoint",
 	}
 	for k, v := range want {

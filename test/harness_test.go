@@ -85,7 +85,7 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 		t.Fatalf("opening probe in %s mode: %v", opts.Mode, err)
 	}
 	w := &watcher{probe: p, events: make(chan event.Event, 4096), lost: make(chan uint64, 64), clock: event.NewClock()}
-	done := make(chan struct{})
+	done, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		var rec bpf.Record
@@ -100,7 +100,10 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 				return
 			}
 			if rec.LostSamples > 0 {
-				w.lost <- rec.LostSamples
+				select {
+				case w.lost <- rec.LostSamples:
+				default:
+				}
 				continue
 			}
 			var ev event.Event
@@ -109,10 +112,16 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 				continue
 			}
 			ev.Time = w.clock.Wall(ev.KernelTime)
-			w.events <- ev
+			// Tests that make many connections need not drain them all.
+			select {
+			case w.events <- ev:
+			case <-stop:
+				return
+			}
 		}
 	}()
 	t.Cleanup(func() {
+		close(stop)
 		p.Close()
 		<-done
 	})

@@ -118,6 +118,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct pid *thread_pid;
 	struct nsproxy *nsproxy;
+	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
 /* include/uapi/linux/in6.h */
@@ -153,7 +154,36 @@ struct sock_common {
 struct sock {
 	struct sock_common __sk_common;
 	__u16 sk_protocol;
+	int sk_err;
 } __attribute__((preserve_access_index));
+
+/* include/linux/net.h, fs.h, fdtable.h: accept()'s fd -> struct sock */
+struct socket {
+	struct sock *sk;
+} __attribute__((preserve_access_index));
+
+struct file {
+	void *private_data;
+} __attribute__((preserve_access_index));
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+} __attribute__((preserve_access_index));
+
+struct files_struct {
+	struct fdtable *fdt;
+} __attribute__((preserve_access_index));
+
+/* include/trace/events/syscalls.h: sys_exit_* tracepoint record */
+struct trace_event_raw_sys_exit {
+	unsigned short common_type;
+	unsigned char common_flags;
+	unsigned char common_preempt_count;
+	int common_pid;
+	long id;
+	long ret;
+};
 
 /* include/net/inet_sock.h: inet_sport survives inet_put_port(), skc_num does not */
 struct inet_sock {

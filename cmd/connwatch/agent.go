@@ -46,6 +46,9 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	for _, s := range probe.Skipped() {
 		log.Info("attach mode not supported, falling back", "mode", s.Mode, "reason", s.Err)
 	}
+	for _, w := range probe.Warnings() {
+		log.Warn("optional probe not attached", "reason", w)
+	}
 	log.Info("probes attached", "mode", probe.Mode())
 
 	sigs := make(chan os.Signal, 1)
@@ -105,6 +108,9 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 			lastSync = time.Now()
 		}
 		ev.Time = clock.Wall(ev.KernelTime)
+		if ev.StartKernelTime != 0 {
+			ev.Start = clock.Wall(ev.StartKernelTime)
+		}
 		line = event.AppendJSON(line[:0], &ev, modeName)
 		line = append(line, '\n')
 		if _, err := stdout.Write(line); err != nil {

@@ -175,7 +175,7 @@ func TestRunPrintsConnections(t *testing.T) {
 		for {
 			select {
 			case m := <-lines:
-				if m["remote_port"] == port && m["host_pid"] == float64(os.Getpid()) {
+				if m["remote_port"] == port && m["host_pid"] == float64(os.Getpid()) && m["event"] == "connwatch.tcp.connect" {
 					got = m
 					break wait
 				}
