@@ -1,0 +1,207 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// OpenTelemetry environment variables read by [Config.ApplyEnv].
+const (
+	EnvEndpoint          = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvTracesEndpoint    = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	EnvLogsEndpoint      = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+	EnvInsecure          = "OTEL_EXPORTER_OTLP_INSECURE"
+	EnvHeaders           = "OTEL_EXPORTER_OTLP_HEADERS"
+	EnvCompression       = "OTEL_EXPORTER_OTLP_COMPRESSION"
+	EnvTimeout           = "OTEL_EXPORTER_OTLP_TIMEOUT"
+	EnvCertificate       = "OTEL_EXPORTER_OTLP_CERTIFICATE"
+	EnvClientCertificate = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
+	EnvClientKey         = "OTEL_EXPORTER_OTLP_CLIENT_KEY"
+)
+
+// EnvError is an invalid environment variable value.
+type EnvError struct {
+	Var string // the variable's name
+	Msg string // what is wrong with its value
+}
+
+// Error formats the problem as "VAR: message".
+func (e *EnvError) Error() string {
+	return e.Var + ": " + e.Msg
+}
+
+// ApplyEnv overrides export.otlp settings with the OpenTelemetry
+// environment variables, read through getenv (normally os.Getenv).
+// A variable that is unset or empty (after trimming spaces) leaves the
+// setting alone; a set variable wins over the file:
+//
+//   - OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
+//     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT set Endpoint, TracesEndpoint and
+//     LogsEndpoint (host, host:port or an http/https URL).
+//   - OTEL_EXPORTER_OTLP_INSECURE sets Insecure (true or false, any case).
+//   - OTEL_EXPORTER_OTLP_HEADERS is a list "k=v,k2=v2" whose values are
+//     percent-decoded; each header replaces a file header of the same
+//     name (compared case-insensitively) and other file headers are kept.
+//   - OTEL_EXPORTER_OTLP_COMPRESSION is gzip or none.
+//   - OTEL_EXPORTER_OTLP_TIMEOUT is a positive number of milliseconds.
+//   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
+//     and OTEL_EXPORTER_OTLP_CLIENT_KEY set the file paths; the client
+//     certificate and key must end up both set or both empty.
+//
+// Invalid values are reported as [EnvError] values naming the variable,
+// joined with errors.Join; the configuration is then left unchanged.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	o := c.Export.OTLP
+	o.Headers = maps.Clone(o.Headers)
+	if o.Headers == nil {
+		o.Headers = map[string]string{}
+	}
+	var errs []error
+	fail := func(name, format string, args ...any) {
+		errs = append(errs, &EnvError{Var: name, Msg: fmt.Sprintf(format, args...)})
+	}
+	get := func(name string) (string, bool) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return "", false
+		}
+		if !utf8.ValidString(v) {
+			fail(name, "value is not valid UTF-8")
+			return "", false
+		}
+		return v, true
+	}
+
+	for _, e := range []struct {
+		name string
+		dst  *string
+	}{
+		{EnvEndpoint, &o.Endpoint},
+		{EnvTracesEndpoint, &o.TracesEndpoint},
+		{EnvLogsEndpoint, &o.LogsEndpoint},
+	} {
+		if v, ok := get(e.name); ok {
+			if msg := checkEndpoint(v); msg != "" {
+				fail(e.name, "%s", msg)
+			} else {
+				*e.dst = v
+			}
+		}
+	}
+	if v, ok := get(EnvInsecure); ok {
+		switch strings.ToLower(v) {
+		case "true":
+			o.Insecure = true
+		case "false":
+			o.Insecure = false
+		default:
+			fail(EnvInsecure, "%q is not true or false", v)
+		}
+	}
+	if v, ok := get(EnvHeaders); ok {
+		h, err := parseEnvHeaders(v)
+		if err != nil {
+			fail(EnvHeaders, "%s", err)
+		} else {
+			for name, val := range h {
+				for old := range o.Headers {
+					if strings.EqualFold(old, name) {
+						delete(o.Headers, old)
+					}
+				}
+				o.Headers[name] = val
+			}
+		}
+	}
+	if v, ok := get(EnvCompression); ok {
+		if v != CompressionGzip && v != CompressionNone {
+			fail(EnvCompression, "%q is not one of gzip, none", v)
+		} else {
+			o.Compression = v
+		}
+	}
+	if v, ok := get(EnvTimeout); ok {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case err != nil && !errors.Is(err, strconv.ErrRange):
+			fail(EnvTimeout, "%q is not a whole number of milliseconds", v)
+		case err == nil && ms <= 0, err != nil && v[0] == '-':
+			fail(EnvTimeout, "%q must be a positive number of milliseconds", v)
+		case err != nil, ms > int64(math.MaxInt64/time.Millisecond):
+			fail(EnvTimeout, "%q milliseconds is too large", v)
+		default:
+			o.Timeout = time.Duration(ms) * time.Millisecond
+		}
+	}
+	for _, e := range []struct {
+		name string
+		dst  *string
+	}{
+		{EnvCertificate, &o.Certificate},
+		{EnvClientCertificate, &o.ClientCertificate},
+		{EnvClientKey, &o.ClientKey},
+	} {
+		if v, ok := get(e.name); ok {
+			*e.dst = v
+		}
+	}
+	if len(errs) == 0 {
+		switch {
+		case o.ClientCertificate != "" && o.ClientKey == "":
+			fail(EnvClientKey, "must be set (or export.otlp.client_key given) when a client certificate is configured")
+		case o.ClientKey != "" && o.ClientCertificate == "":
+			fail(EnvClientCertificate, "must be set (or export.otlp.client_certificate given) when a client key is configured")
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	c.Export.OTLP = o
+	return nil
+}
+
+// parseEnvHeaders parses the "k=v,k2=v2" format of
+// OTEL_EXPORTER_OTLP_HEADERS. Names and values are trimmed, values are
+// percent-decoded, and empty entries are skipped.
+func parseEnvHeaders(s string) (map[string]string, error) {
+	h := map[string]string{}
+	for entry := range strings.SplitSeq(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, raw, ok := strings.Cut(entry, "=")
+		if !ok {
+			return nil, fmt.Errorf("entry %q is not name=value", entry)
+		}
+		name = strings.TrimSpace(name)
+		if msg := checkHeaderName(name); msg != "" {
+			return nil, errors.New(msg)
+		}
+		val, err := url.PathUnescape(raw)
+		if err != nil {
+			return nil, fmt.Errorf("value of header %q is not valid percent-encoding", name)
+		}
+		val = strings.TrimSpace(val)
+		if !utf8.ValidString(val) {
+			return nil, fmt.Errorf("value of header %q is not valid UTF-8 after decoding", name)
+		}
+		if msg := checkHeaderValue(val); msg != "" {
+			return nil, fmt.Errorf("value of header %q: %s", name, msg)
+		}
+		for old := range h {
+			if strings.EqualFold(old, name) {
+				return nil, fmt.Errorf("header %q is given twice", name)
+			}
+		}
+		h[name] = val
+	}
+	return h, nil
+}
