@@ -56,10 +56,14 @@ VM_KERNELS ?= 6.1 6.12
 VM_MODES   ?= fentry,kprobe,tracepoint
 
 .PHONY: vmtest
-vmtest: ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)
+vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)
 	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-privileged.test ./test/
-	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --axis CONNWATCH_ATTACH=$(VM_MODES) \
+	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-check.test ./check/
+	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --axis CONNWATCH_ATTACH=$(VM_MODES) --smp 1 \
+	  --add $(BIN):/connwatch/connwatch --env CONNWATCH_BIN=/connwatch/connwatch \
 	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-privileged.test -test.v -test.count=1
+	test/vm/matrix.sh --kernels "$(VM_KERNELS)" \
+	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-check.test -test.v -test.count=1
 
 .PHONY: lint
 lint: ## gofmt and go vet

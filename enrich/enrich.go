@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -220,7 +221,8 @@ func New(opts Options) (*Enricher, error) {
 	return e, nil
 }
 
-// loadHostNS reads the namespaces of <ProcRoot>/1, the host's init.
+// loadHostNS reads the namespaces of <ProcRoot>/1, the host's init, or
+// when those cannot be read, of <ProcRoot>/self.
 func (e *Enricher) loadHostNS() (nsKey, error) {
 	e.hostMu.RLock()
 	k, ok := e.hostNS, e.hostKnown
@@ -230,7 +232,13 @@ func (e *Enricher) loadHostNS() (nsKey, error) {
 	}
 	p, m, err := readNS(e.procRoot + "/1")
 	if err != nil {
-		return nsKey{}, err
+		// Some sandboxes deny even root a look at init's namespaces. The
+		// agent runs in the host's namespaces (hostPID in a container), so
+		// its own are the host's.
+		var serr error
+		if p, m, serr = readNS(e.procRoot + "/self"); serr != nil {
+			return nsKey{}, errors.Join(err, serr)
+		}
 	}
 	k = nsKey{p, m}
 	e.hostMu.Lock()

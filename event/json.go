@@ -56,9 +56,62 @@ func AppendJSON(dst []byte, ev *Event, mode string) []byte {
 		dst = append(dst, '"')
 		dst = appendUint(dst, "duration_ns", uint64(ev.Duration()))
 	}
+	if w := ev.Workload; w != nil {
+		dst = appendWorkload(dst, w)
+	}
 	dst = append(dst, `,"mode":`...)
 	dst = appendString(dst, mode)
 	return append(dst, '}')
+}
+
+// appendWorkload appends the enrichment as nested "process", "container"
+// and "k8s" objects, leaving out what is unknown.
+func appendWorkload(dst []byte, w *Workload) []byte {
+	dst = append(dst, `,"process":{"executable_name":`...)
+	dst = appendString(dst, w.ExeName)
+	if w.ExePath != "" {
+		dst = append(dst, `,"executable_path":`...)
+		dst = appendString(dst, w.ExePath)
+	}
+	if len(w.Args) > 0 {
+		dst = append(dst, `,"args":[`...)
+		for i, a := range w.Args {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendString(dst, a)
+		}
+		dst = append(dst, ']')
+	}
+	if w.Owner != "" {
+		dst = append(dst, `,"owner":`...)
+		dst = appendString(dst, w.Owner)
+	}
+	if !w.StartTime.IsZero() {
+		dst = append(dst, `,"start_time":"`...)
+		dst = w.StartTime.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+	}
+	if w.Cgroup != "" {
+		dst = append(dst, `,"cgroup":`...)
+		dst = appendString(dst, w.Cgroup)
+	}
+	dst = append(dst, '}')
+	if w.ContainerID != "" {
+		dst = append(dst, `,"container":{"id":`...)
+		dst = appendString(dst, w.ContainerID)
+		if w.Runtime != "" {
+			dst = append(dst, `,"runtime":`...)
+			dst = appendString(dst, w.Runtime)
+		}
+		dst = append(dst, '}')
+	}
+	if w.PodUID != "" {
+		dst = append(dst, `,"k8s":{"pod_uid":`...)
+		dst = appendString(dst, w.PodUID)
+		dst = append(dst, '}')
+	}
+	return dst
 }
 
 func appendUint(dst []byte, key string, v uint64) []byte {

@@ -80,3 +80,37 @@ func monotonicNow(t *testing.T) uint64 {
 	}
 	return uint64(ts.Nano())
 }
+
+func TestAppendJSONWorkload(t *testing.T) {
+	ev := Event{EventID: TCPConnect, Comm: "curl", Workload: &Workload{
+		ExePath: "/usr/bin/curl", ExeName: "curl", Args: []string{"curl", "-s", "http://x"},
+		Owner: "root", StartTime: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		ContainerID: "3f2a", Runtime: "docker", PodUID: "1234-5678", Cgroup: "/system.slice/docker-3f2a.scope",
+	}}
+	var got struct {
+		Process struct {
+			ExecutableName string   `json:"executable_name"`
+			ExecutablePath string   `json:"executable_path"`
+			Args           []string `json:"args"`
+			Owner          string   `json:"owner"`
+			StartTime      string   `json:"start_time"`
+			Cgroup         string   `json:"cgroup"`
+		} `json:"process"`
+		Container struct{ ID, Runtime string } `json:"container"`
+		K8s       struct {
+			PodUID string `json:"pod_uid"`
+		} `json:"k8s"`
+	}
+	line := AppendJSON(nil, &ev, "kprobe")
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatalf("%v: %s", err, line)
+	}
+	p := got.Process
+	if p.ExecutableName != "curl" || p.ExecutablePath != "/usr/bin/curl" || len(p.Args) != 3 || p.Args[2] != "http://x" ||
+		p.Owner != "root" || p.StartTime != "2026-01-02T03:04:05Z" || p.Cgroup != "/system.slice/docker-3f2a.scope" {
+		t.Errorf("process %+v", p)
+	}
+	if got.Container.ID != "3f2a" || got.Container.Runtime != "docker" || got.K8s.PodUID != "1234-5678" {
+		t.Errorf("container %+v k8s %+v", got.Container, got.K8s)
+	}
+}

@@ -125,6 +125,7 @@ func TestConnectRefused(t *testing.T) {
 func TestConnectNamespacedChild(t *testing.T) {
 	w := startProbe(t, bpf.Options{})
 	child := startNamespacedChild(t, nil)
+	child.connect(t, false)
 
 	ev := w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
 		return ev.HostPID == uint32(child.HostPID)
@@ -154,6 +155,7 @@ func TestConnectNamespacedChild(t *testing.T) {
 func TestMonitorHost(t *testing.T) {
 	w := startProbe(t, bpf.Options{Monitor: bpf.MonitorHost})
 	child := startNamespacedChild(t, nil)
+	child.connect(t, false)
 	ev := w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
 		return ev.HostPID == uint32(child.HostPID)
 	})
@@ -172,6 +174,7 @@ func TestMonitorContainers(t *testing.T) {
 	}
 	defer c.Close()
 	child := startNamespacedChild(t, nil)
+	child.connect(t, false)
 	w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
 		return ev.HostPID == uint32(child.HostPID)
 	})

@@ -205,13 +205,12 @@ type namespacedChild struct {
 	Remote    int // port it connected to
 	PidNS     uint32
 	MntNS     uint32
-	CgroupDir string
+	ConnPID   int // host pid of the process that connected
+	out       *bufio.Scanner
 }
 
-// startNamespacedChild starts the child; before it connects, prepare (if
-// not nil) runs with its host pid, e.g. to move it into a cgroup. It
-// returns once the child has connected to a listener of its own on
-// 127.0.0.1 inside its network namespace.
+// startNamespacedChild starts the child; prepare (if not nil) runs with its
+// host pid, e.g. to move it into a cgroup. The child waits for connect.
 func startNamespacedChild(t *testing.T, prepare func(pid int)) *namespacedChild {
 	t.Helper()
 	self, err := os.Executable()
@@ -238,7 +237,7 @@ func startNamespacedChild(t *testing.T, prepare func(pid int)) *namespacedChild 
 		skipOrFail(t, "cannot create pid+mount+net namespaces: %v", err)
 	}
 	stdinR.Close()
-	c := &namespacedChild{cmd: cmd, stdin: stdinW, HostPID: cmd.Process.Pid}
+	c := &namespacedChild{cmd: cmd, stdin: stdinW, out: bufio.NewScanner(out), HostPID: cmd.Process.Pid}
 	t.Cleanup(func() {
 		stdinW.Close()
 		cmd.Wait()
@@ -248,31 +247,40 @@ func startNamespacedChild(t *testing.T, prepare func(pid int)) *namespacedChild 
 	if prepare != nil {
 		prepare(c.HostPID)
 	}
-	// Tell the child to connect.
-	if _, err := stdinW.Write([]byte("go\n")); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
-	if !sc.Scan() {
-		t.Fatalf("namespaced child exited before connecting: %v", sc.Err())
-	}
-	var ok string
-	if _, err := fmt.Sscan(sc.Text(), &ok, &c.Local, &c.Remote); err != nil || ok != "connected" {
-		t.Fatalf("namespaced child said %q", sc.Text())
-	}
 	return c
 }
 
-// childMain runs inside the new namespaces: it brings lo up, waits for the
-// parent's go-ahead, connects to its own listener, reports the ports and
-// stays alive until stdin closes.
+// connect has the child connect to a listener of its own on 127.0.0.1
+// inside its network namespace; with shortLived, a new process in the same
+// namespaces connects and exits at once.
+func (c *namespacedChild) connect(t *testing.T, shortLived bool) {
+	t.Helper()
+	cmd := "go\n"
+	if shortLived {
+		cmd = "short\n"
+	}
+	if _, err := c.stdin.Write([]byte(cmd)); err != nil {
+		t.Fatal(err)
+	}
+	if !c.out.Scan() {
+		t.Fatalf("namespaced child exited before connecting: %v", c.out.Err())
+	}
+	var ok string
+	if _, err := fmt.Sscan(c.out.Text(), &ok, &c.Local, &c.Remote, &c.ConnPID); err != nil || ok != "connected" {
+		t.Fatalf("namespaced child said %q", c.out.Text())
+	}
+}
+
+// childMain runs inside the new namespaces: it brings lo up, then on each
+// line of stdin connects to its own listener ("go") or has a short-lived
+// child process do it ("short"), and reports the ports and the connecting
+// process's host pid. It exits when stdin closes.
 func childMain() int {
+	if os.Getenv(childEnv) == "short" {
+		return shortConnect(os.Args[len(os.Args)-1])
+	}
 	if err := loUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "child: lo up:", err)
-		return 1
-	}
-	r := bufio.NewReader(os.Stdin)
-	if _, err := r.ReadString('\n'); err != nil {
 		return 1
 	}
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -280,16 +288,79 @@ func childMain() int {
 		fmt.Fprintln(os.Stderr, "child: listen:", err)
 		return 1
 	}
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	r := bufio.NewReader(os.Stdin)
+	var conns []net.Conn
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break
+		}
+		switch strings.TrimSpace(line) {
+		case "go":
+			c, err := net.Dial("tcp4", ln.Addr().String())
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child: dial:", err)
+				return 1
+			}
+			conns = append(conns, c)
+			_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
+			_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
+			fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+		case "short":
+			self, _ := os.Executable()
+			cmd := exec.Command(self, "-test.run=^$", ln.Addr().String())
+			cmd.Env = append(os.Environ(), childEnv+"=short")
+			cmd.Stderr = os.Stderr
+			out, err := cmd.Output()
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "child: short-lived connect:", err)
+				return 1
+			}
+			fmt.Print(string(out))
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return 0
+}
+
+// shortConnect connects to addr, reports like childMain and exits.
+func shortConnect(addr string) int {
+	c, err := net.Dial("tcp4", addr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "child: dial:", err)
+		fmt.Fprintln(os.Stderr, "short: dial:", err)
 		return 1
 	}
 	_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
 	_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
-	fmt.Printf("connected %s %s\n", lport, rport)
-	r.ReadString('\n') // until the parent closes stdin
+	fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
 	c.Close()
+	return 0
+}
+
+// hostPID maps a pid of this pid namespace to the host's, from the NSpid
+// line of /proc/self/status (first value: outermost namespace).
+func hostPID(pid int) int {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "NSpid:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
 	return 0
 }
 

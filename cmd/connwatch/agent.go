@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/config"
+	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
 )
 
@@ -26,18 +28,52 @@ const (
 	flushInterval = 100 * time.Millisecond
 )
 
+var monitors = map[string]bpf.Monitor{
+	config.MonitorAll:        bpf.MonitorAll,
+	config.MonitorHost:       bpf.MonitorHost,
+	config.MonitorContainers: bpf.MonitorContainers,
+}
+
+// loadConfig reads the config file (defaults when path is empty) and applies
+// the OpenTelemetry environment variables over it.
+func loadConfig(path string) (*config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
 // agent loads the probes and prints one JSON line per event until SIGINT or
 // SIGTERM.
 func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
-	mode, err := bpf.ParseMode(o.attach)
+	cfg, err := loadConfig(o.configPath)
 	if err != nil {
 		return err
+	}
+	if o.attach != "" {
+		cfg.Probe.Attach = o.attach
+	}
+	mode, err := bpf.ParseMode(cfg.Probe.Attach)
+	if err != nil {
+		return err
+	}
+
+	enr, err := enrich.New(enrich.Options{ProcRoot: cfg.Enrich.ProcRoot, PasswdPath: cfg.Enrich.Passwd})
+	if err != nil {
+		return fmt.Errorf("process enrichment: %w", err)
 	}
 
 	// Waking the reader for every sample costs the connecting task ~10 µs
 	// of BPF time per event; batching wakeups and flushing on a timer
 	// bounds the latency instead.
-	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: wakeupEvents})
+	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], WakeupEvents: wakeupEvents})
 	if err != nil {
 		return explainLoadError(err)
 	}
@@ -51,28 +87,22 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	}
 	log.Info("probes attached", "mode", probe.Mode())
 
+	vis := newVisibility(probe, enr, log)
+	if err := vis.start(cfg); err != nil {
+		return err
+	}
+	stopControl := make(chan struct{})
+	controlDone := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	go func() {
-		s := <-sigs
-		log.Info("stopping", "signal", s.String())
-		probe.Close()
+		defer close(controlDone)
+		control(o.configPath, cfg, vis, probe, sigs, stopControl, log)
 	}()
-
-	stopFlush := make(chan struct{})
-	defer close(stopFlush)
-	go func() {
-		t := time.NewTicker(flushInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				probe.Flush()
-			case <-stopFlush:
-				return
-			}
-		}
+	defer func() {
+		close(stopControl)
+		<-controlDone
 	}()
 
 	clock := event.NewClock()
@@ -111,12 +141,102 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		if ev.StartKernelTime != 0 {
 			ev.Start = clock.Wall(ev.StartKernelTime)
 		}
+		enr.Enrich(&ev)
 		line = event.AppendJSON(line[:0], &ev, modeName)
 		line = append(line, '\n')
 		if _, err := stdout.Write(line); err != nil {
 			return fmt.Errorf("writing event: %w", err)
 		}
 	}
+}
+
+// control runs everything but the event path: the reader's flush timer,
+// SIGHUP and config-file reloads, and the namespace rescans that keep the
+// visibility map current. It returns on SIGINT/SIGTERM (after closing the
+// probe, which ends the event loop) or when stop is closed.
+func control(path string, cfg *config.Config, vis *visibility, probe *bpf.Probe,
+	sigs <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+	flush := time.NewTicker(flushInterval)
+	defer flush.Stop()
+	rescan := time.NewTicker(rescanInterval)
+	defer rescan.Stop()
+	watch := time.NewTicker(watchInterval)
+	defer watch.Stop()
+	fileState := statFile(path)
+
+	reload := func(why string) {
+		next, err := loadConfig(path)
+		if err != nil {
+			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
+			return
+		}
+		if next.Probe.Attach != cfg.Probe.Attach || next.Monitor != cfg.Monitor {
+			log.Warn("probe.attach and monitor take effect at the next start", "trigger", why)
+		}
+		if err := vis.apply(next); err != nil {
+			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)
+			vis.apply(cfg)
+			return
+		}
+		cfg = next
+		log.Info("config reloaded", "trigger", why, "file", path)
+	}
+
+	for {
+		select {
+		case <-stop:
+			return
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if path == "" {
+					log.Info("SIGHUP ignored: no config file (-c)")
+					continue
+				}
+				fileState = statFile(path)
+				reload("SIGHUP")
+				continue
+			}
+			log.Info("stopping", "signal", s.String())
+			probe.Close()
+			return
+		case <-flush.C:
+			probe.Flush()
+		case <-watch.C:
+			if path == "" {
+				continue
+			}
+			if st := statFile(path); st != fileState {
+				fileState = st
+				reload("file changed")
+			}
+		case <-rescan.C:
+			vis.rescan(cfg)
+		case <-vis.newNS:
+			vis.refresh(cfg)
+		}
+	}
+}
+
+// fileState is what the watcher compares to notice a changed config file.
+type fileState struct {
+	size    int64
+	modTime time.Time
+	ino     uint64
+}
+
+func statFile(path string) fileState {
+	if path == "" {
+		return fileState{}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileState{}
+	}
+	st := fileState{size: fi.Size(), modTime: fi.ModTime()}
+	if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+		st.ino = sys.Ino
+	}
+	return st
 }
 
 // explainLoadError turns the common reasons a load fails into what the user

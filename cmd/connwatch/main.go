@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+
+	"github.com/connwatch/connwatch/check"
+	"github.com/connwatch/connwatch/config"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -18,8 +22,11 @@ var version = "dev"
 const usage = `connwatch watches TCP connections in the kernel and reports each one.
 
 Usage:
-  connwatch [run] [flags]     load the probes and print/export events (needs root)
-  connwatch version           print the version
+  connwatch [run] [flags]            load the probes and print/export events (needs root)
+  connwatch config validate -c FILE  check a config file without running (exit 1 on error)
+  connwatch config default           print the default config as YAML
+  connwatch check [--json]           report what this kernel supports and which attach mode auto picks
+  connwatch version                  print the version
 
 Flags of run:
 `
@@ -39,6 +46,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run":
 		return runAgent(args, stdout, stderr)
+	case "config":
+		return configCmd(args, stdout, stderr)
+	case "check":
+		return checkCmd(args, stdout, stderr)
 	case "help":
 		fmt.Fprint(stdout, usage)
 		newRunFlags(new(runOptions), stdout).PrintDefaults()
@@ -92,6 +103,64 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 
 	if err := agent(o, stdout, log); err != nil {
 		fmt.Fprintf(stderr, "connwatch: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func configCmd(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "connwatch config: expected 'validate -c FILE' or 'default'")
+		return 2
+	}
+	switch args[0] {
+	case "default":
+		stdout.Write(config.Default().YAML())
+		return 0
+	case "validate":
+		fs := flag.NewFlagSet("config validate", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		var path string
+		fs.StringVar(&path, "c", "", "config `file` (YAML)")
+		fs.StringVar(&path, "config", "", "config `file` (YAML), same as -c")
+		if err := fs.Parse(args[1:]); err != nil {
+			return 2
+		}
+		if path == "" && fs.NArg() == 1 {
+			path = fs.Arg(0)
+		}
+		if path == "" {
+			fmt.Fprintln(stderr, "connwatch config validate: -c FILE is required")
+			return 2
+		}
+		if _, err := config.Load(path); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+		return 0
+	}
+	fmt.Fprintf(stderr, "connwatch config: unknown subcommand %q (expected validate or default)\n", args[0])
+	return 2
+}
+
+func checkCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	r := check.Run(context.Background(), check.Options{})
+	if *asJSON {
+		if err := r.WriteJSON(stdout); err != nil {
+			fmt.Fprintln(stderr, "connwatch check:", err)
+			return 1
+		}
+	} else {
+		r.WriteText(stdout)
+	}
+	if !r.CanRun {
 		return 1
 	}
 	return 0
