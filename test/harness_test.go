@@ -198,15 +198,15 @@ func nsInode(t *testing.T, pid int, name string) uint32 {
 // namespacedChild is a copy of the test binary running childMain in new pid,
 // mount and network namespaces, like a container's process.
 type namespacedChild struct {
-	cmd       *exec.Cmd
-	stdin     *os.File
-	HostPID   int
-	Local     int // local port of its connection
-	Remote    int // port it connected to
-	PidNS     uint32
-	MntNS     uint32
-	ConnPID   int // host pid of the process that connected
-	out       *bufio.Scanner
+	cmd     *exec.Cmd
+	stdin   *os.File
+	HostPID int
+	Local   int // local port of its connection
+	Remote  int // port it connected to
+	PidNS   uint32
+	MntNS   uint32
+	ConnPID int // host pid of the process that connected
+	out     *bufio.Scanner
 }
 
 // startNamespacedChild starts the child; prepare (if not nil) runs with its
