@@ -60,6 +60,7 @@ vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels
 	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-privileged.test ./test/
 	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-check.test ./check/
 	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --axis CONNWATCH_ATTACH=$(VM_MODES) --smp 1 \
+	  --host tracepoint --host-env CONNWATCH_BIN=$(CURDIR)/$(BIN) \
 	  --add $(BIN):/connwatch/connwatch --env CONNWATCH_BIN=/connwatch/connwatch \
 	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-privileged.test -test.v -test.count=1
 	test/vm/matrix.sh --kernels "$(VM_KERNELS)" \

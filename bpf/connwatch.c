@@ -236,7 +236,7 @@ struct inner_visibility {
 // Visibility per namespace pair: {pid_ns, mnt_ns} -> scope -> ignore?
 // Host processes use {0, 0}; namespaces with no entry of their own use
 // {0xc0ffee, 0xc0ffee} when present. Inserted, replaced and deleted by user
-// space only (config/ computes the entries); read by drop_event().
+// space only (config/ computes the entries); read by drop_syscall().
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, 4096);
@@ -354,10 +354,10 @@ static __always_inline bool skip_context(sys_context_t *context)
 
 // ===== visibility =====
 
-// drop_event reports whether the namespaces of context have `scope` switched
+// drop_syscall reports whether the namespaces of context have `scope` switched
 // off. The seed's drop_syscall reads the current task's namespaces; the
 // context's are used here because outcome transitions run in softirq.
-static __always_inline bool drop_event(sys_context_t *context, u32 scope)
+static __always_inline bool drop_syscall(sys_context_t *context, u32 scope)
 {
 	struct outer_key key = {
 		.pid_ns = context->pid_id,
@@ -568,7 +568,7 @@ static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_con
 {
 	if (skip_context(context))
 		return 0;
-	if (context->retval >= 0 && drop_event(context, _NETWORK_PROBE)) {
+	if (context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
 		count(STAT_DROPPED_VISIBILITY);
 		return 0;
 	}

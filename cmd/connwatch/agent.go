@@ -105,6 +105,19 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		<-controlDone
 	}()
 
+	defer func() {
+		ks, err := probe.KernelStats()
+		if err != nil {
+			return
+		}
+		es := enr.Stats()
+		log.Info("counters at exit",
+			"attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "perf_write_errors", ks.PerfErrors,
+			"enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,
+			"enrich_ns_fallbacks", es.NSFallbacks, "enrich_nothing_learnt", es.NothingLearnt)
+	}()
+
 	clock := event.NewClock()
 	lastSync := time.Now()
 	var (

@@ -16,6 +16,9 @@ Exits 0 only if every cell passed.
 
   --kernels LIST   kernels to run, space or comma separated (default: "6.1 6.12")
   --axis KEY=VALS  one extra dimension, e.g. CONNWATCH_ATTACH=kprobe,fentry,tracepoint
+  --host VALS      also run BINARY directly on this machine's kernel, once per
+                   value (of the --axis key), as rows "host"
+  --host-env K=V   extra environment for the host rows only (wins over --env)
   -q, --quiet      do not stream guest consoles (they are still written to the logs)
   --log-dir DIR    where console logs go (default: a new temporary directory)
 
@@ -34,6 +37,9 @@ AXIS_VALS=("")
 QUIET=0
 LOG_DIR=""
 PASS=()
+HOST_VALS=()
+ENVS=()
+HOST_ENVS=()
 
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -44,6 +50,9 @@ while [[ $# -gt 0 ]]; do
 		IFS=, read -r -a AXIS_VALS <<<"${2#*=}"
 		shift 2
 		;;
+	--host) IFS=, read -r -a HOST_VALS <<<"$2"; shift 2 ;;
+	--host-env) HOST_ENVS+=("$2"); shift 2 ;;
+	--env) ENVS+=("$2"); PASS+=("$1" "$2"); shift 2 ;;
 	-q | --quiet) QUIET=1; shift ;;
 	--log-dir) LOG_DIR=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
@@ -94,6 +103,27 @@ for k in $KERNELS; do
 		[[ $secs == - ]] || secs=${secs}s
 		rows+=("$k|${AXIS_KEY:+$v}|$pkg|$ver|$res|$secs|$logf")
 	done
+done
+
+shift # the --
+for v in "${HOST_VALS[@]+"${HOST_VALS[@]}"}"; do
+	echo "=== $PROG: host kernel $(uname -r)${AXIS_KEY:+, $AXIS_KEY=$v}" >&2
+	logf=$LOG_DIR/host-$v.log
+	start=$(date +%s)
+	set +e
+	if [[ $QUIET -eq 1 ]]; then
+		env "${ENVS[@]+"${ENVS[@]}"}" ${AXIS_KEY:+"$AXIS_KEY=$v"} "${HOST_ENVS[@]+"${HOST_ENVS[@]}"}" "$@" >"$logf" 2>&1
+	else
+		env "${ENVS[@]+"${ENVS[@]}"}" ${AXIS_KEY:+"$AXIS_KEY=$v"} "${HOST_ENVS[@]+"${HOST_ENVS[@]}"}" "$@" 2>&1 | tee "$logf"
+		(exit "${PIPESTATUS[0]}")
+	fi
+	code=$?
+	set -e
+	case $code in
+	0) res=PASS ;;
+	*) res="FAIL($code)"; fail=1 ;;
+	esac
+	rows+=("host|${AXIS_KEY:+$v}|$(uname -r)|-|$res|$(($(date +%s) - start))s|$logf")
 done
 
 {
