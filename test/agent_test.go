@@ -398,3 +398,24 @@ telemetry:
 		return num(m, "local_port") == lport && num(m, "remote_port") == port
 	})
 }
+
+// Editing the config file is enough: the agent notices the change without a
+// signal.
+func TestAgentReloadOnFileChange(t *testing.T) {
+	requireRoot(t)
+	path := filepath.Join(t.TempDir(), "connwatch.yaml")
+	writeConfig(t, path, "visibility:\n  host: []\ntelemetry:\n  listen: \"\"\n")
+	a := startAgent(t, "-c", path)
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	lport := hostConnect(t, ln)
+	a.noLine(t, 500*time.Millisecond, "a host connection while host visibility is off", func(m map[string]any) bool {
+		return num(m, "local_port") == lport
+	})
+
+	writeConfig(t, path, "visibility:\n  host: [network]\ntelemetry:\n  listen: \"\"\n")
+	a.waitLog(t, `trigger="file changed"`)
+	lport = hostConnect(t, ln)
+	a.waitLine(t, eventTimeout, "a host connection after the file changed", func(m map[string]any) bool {
+		return num(m, "local_port") == lport
+	})
+}
