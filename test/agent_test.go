@@ -78,13 +78,20 @@ type agentProc struct {
 	stderr *lockedBuffer
 }
 
-// startAgent runs `connwatch args...` and waits until it has written its
-// first visibility map.
+// startAgent runs `connwatch -format events args...` (flat event lines on
+// stdout) and waits until it has written its first visibility map.
 func startAgent(t *testing.T, args ...string) *agentProc {
+	t.Helper()
+	return startAgentEnv(t, nil, append([]string{"-format", "events"}, args...)...)
+}
+
+// startAgentEnv runs `connwatch args...` with env added to the
+// environment.
+func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 	t.Helper()
 	requireRoot(t)
 	cmd := exec.Command(agentBinary(t), args...)
-	cmd.Env = append(os.Environ(), "CONNWATCH_ATTACH=")
+	cmd.Env = append(append(os.Environ(), "CONNWATCH_ATTACH="), env...)
 	if m := os.Getenv("CONNWATCH_ATTACH"); m != "" {
 		cmd.Args = append(cmd.Args, "-attach", m)
 	}

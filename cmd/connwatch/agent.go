@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,6 +119,18 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 			"enrich_ns_fallbacks", es.NSFallbacks, "enrich_nothing_learnt", es.NothingLearnt)
 	}()
 
+	out, err := newOutput(o.format, cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), cfg.Export.FlushTimeout)
+		defer cancel()
+		if err := out.close(ctx); err != nil {
+			log.Error("flushing exports at shutdown", "err", err)
+		}
+	}()
+
 	clock := event.NewClock()
 	lastSync := time.Now()
 	var (
@@ -155,6 +168,10 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 			ev.Start = clock.Wall(ev.StartKernelTime)
 		}
 		enr.Enrich(&ev)
+		if out.pipeline != nil {
+			out.pipeline.Emit(&ev)
+			continue
+		}
 		line = event.AppendJSON(line[:0], &ev, modeName)
 		line = append(line, '\n')
 		if _, err := stdout.Write(line); err != nil {

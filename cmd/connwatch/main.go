@@ -73,6 +73,7 @@ type runOptions struct {
 	configPath string
 	attach     string
 	logLevel   string
+	format     string
 }
 
 func newRunFlags(o *runOptions, out io.Writer) *flag.FlagSet {
@@ -82,6 +83,7 @@ func newRunFlags(o *runOptions, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.configPath, "config", "", "config `file` (YAML), same as -c")
 	fs.StringVar(&o.attach, "attach", "", "attach `mode`: auto, kprobe or tracepoint (overrides probe.attach)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&o.format, "format", "otel", "stdout `format` when no OTLP endpoint is set: otel (log records and spans as JSON lines) or events (one flat JSON line per kernel event, every sys_context field and the attach mode)")
 	return fs
 }
 
@@ -92,6 +94,10 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
+		return 2
+	}
+	if o.format != "otel" && o.format != "events" {
+		fmt.Fprintf(stderr, "connwatch: bad -format %q (expected otel or events)\n", o.format)
 		return 2
 	}
 	var level slog.Level

@@ -129,7 +129,7 @@ func TestNotRoot(t *testing.T) {
 // exits 0 on SIGTERM.
 func TestRunPrintsConnections(t *testing.T) {
 	requireRoot(t)
-	cmd := command(t, "-attach", "tracepoint")
+	cmd := command(t, "-attach", "tracepoint", "-format", "events")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -206,5 +206,74 @@ func TestRunPrintsConnections(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "probes attached") || !strings.Contains(stderr.String(), "mode=tracepoint") {
 		t.Errorf("the chosen mode is not logged at start:\n%s", stderr.String())
+	}
+}
+
+// By default, with no OTLP endpoint, stdout carries the OpenTelemetry log
+// records and spans as JSON lines, under the workload's resource.
+func TestRunPrintsOTelLines(t *testing.T) {
+	requireRoot(t)
+	cmd := command(t)
+	cmd.Env = append(cmd.Env, "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	lines := make(chan map[string]any, 256)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m map[string]any
+			if json.Unmarshal(sc.Bytes(), &m) == nil {
+				lines <- m
+			}
+		}
+		close(lines)
+	}()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := float64(ln.Addr().(*net.TCPAddr).Port)
+
+	var span map[string]any
+	deadline := time.Now().Add(15 * time.Second)
+	for span == nil && time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
+			c.Close()
+		}
+		timeout := time.After(500 * time.Millisecond)
+	wait:
+		for {
+			select {
+			case m := <-lines:
+				res, _ := m["resource"].(map[string]any)
+				attrs, _ := m["attributes"].(map[string]any)
+				if m["type"] == "span" && res["process.pid"] == float64(os.Getpid()) && attrs["server.port"] == port {
+					span = m
+					break wait
+				}
+			case <-timeout:
+				break wait
+			}
+		}
+	}
+	if span == nil {
+		t.Fatalf("no span line for our connection; stderr:\n%s", stderr.String())
+	}
+	if span["name"] != "tcp connect" || span["kind"] != "client" || span["status"] == "error" {
+		t.Errorf("span %v", span)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v; stderr:\n%s", err, stderr.String())
 	}
 }

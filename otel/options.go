@@ -1,0 +1,410 @@
+package otel
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"google.golang.org/grpc/credentials"
+)
+
+// Defaults applied to zero Options fields.
+const (
+	DefaultMaxProviders       = 1024
+	DefaultMaxQueueSize       = 8192
+	DefaultMaxExportBatchSize = 512
+	DefaultBatchTimeout       = time.Second            // OTLP
+	DefaultStdoutBatchTimeout = 200 * time.Millisecond // standard output
+	DefaultShutdownTimeout    = 5 * time.Second
+	DefaultMachineIDFile      = "/etc/machine-id"
+	DefaultOTLPPort           = "4317"
+)
+
+// Environment variables consulted by New.
+const (
+	EnvEndpoint           = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvTracesEndpoint     = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	EnvLogsEndpoint       = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+	EnvResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
+)
+
+// Options configures a Pipeline. The zero value exports nothing (both
+// Traces and Logs are false); the other zero fields mean the defaults
+// documented on each field.
+//
+// Options is meant to be the complete configuration, with the
+// OTEL_EXPORTER_OTLP_* environment already merged in by the caller (see
+// config.ApplyEnv). One exception keeps the environment useful on its
+// own: when no endpoint applies to a signal but OTEL_EXPORTER_OTLP_ENDPOINT
+// or the signal's OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT is set, the
+// signal is still exported over OTLP, and the exporter takes its
+// endpoint and transport security from the environment itself.
+type Options struct {
+	// Endpoint is the OTLP/gRPC endpoint of all signals:
+	// "host:port" (transport security decided by Insecure),
+	// "http://host:port" (plaintext) or "https://host:port" (TLS).
+	// A missing port means 4317; a URL path is ignored (gRPC has none).
+	Endpoint string
+	// TracesEndpoint and LogsEndpoint override Endpoint per signal.
+	// A signal with no endpoint is written to Stdout as JSON lines.
+	TracesEndpoint string
+	LogsEndpoint   string
+	// Insecure disables TLS for host:port endpoints. The scheme of a URL
+	// endpoint wins over it.
+	Insecure bool
+	// Headers are sent with every export request.
+	Headers map[string]string
+	// Compression is "", "none" or "gzip".
+	Compression string
+	// Timeout bounds each export request (exporter default: 10s).
+	Timeout time.Duration
+	// CACert is a PEM file of CA certificates to trust instead of the
+	// system pool. ClientCert and ClientKey are PEM files for mutual TLS;
+	// both or neither.
+	CACert     string
+	ClientCert string
+	ClientKey  string
+	// Retry configures retries of failed OTLP exports.
+	Retry Retry
+
+	// Traces and Logs enable the two signals.
+	Traces bool
+	Logs   bool
+
+	// Stdout receives the JSON lines of signals without an endpoint;
+	// nil means os.Stdout. It is never closed.
+	Stdout io.Writer
+
+	// MaxProviders bounds the number of workloads (resources) with a live
+	// TracerProvider/LoggerProvider pair; default DefaultMaxProviders.
+	MaxProviders int
+	// BatchTimeout is the longest a record waits in a batch processor
+	// before it is exported; default DefaultBatchTimeout for OTLP and
+	// DefaultStdoutBatchTimeout for standard output.
+	BatchTimeout time.Duration
+	// MaxQueueSize bounds each batch processor's queue; records beyond it
+	// are dropped rather than blocking Emit. Default DefaultMaxQueueSize.
+	MaxQueueSize int
+	// MaxExportBatchSize bounds the records of one export request;
+	// default DefaultMaxExportBatchSize.
+	MaxExportBatchSize int
+	// ShutdownTimeout bounds Shutdown when its context has no deadline;
+	// default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+
+	// HostName is host.name; empty means os.Hostname().
+	HostName string
+	// HostID is host.id; empty means the content of MachineIDFile
+	// (default /etc/machine-id; host.id is omitted if it cannot be read).
+	HostID        string
+	MachineIDFile string
+	// OmitCommandArgs leaves process.command_args (the full argv, which
+	// may hold secrets) out of resources; process.command is kept.
+	OmitCommandArgs bool
+
+	// Getenv reads the environment (OTEL_RESOURCE_ATTRIBUTES and the
+	// endpoint variables above); nil means os.Getenv. The OpenTelemetry
+	// SDK and exporters also read the process environment themselves:
+	// the OTLP exporters their OTEL_EXPORTER_OTLP_* settings where
+	// Options are silent, the providers OTEL_RESOURCE_ATTRIBUTES and
+	// OTEL_SERVICE_NAME beneath each resource (whose own attributes win).
+	Getenv func(string) string
+}
+
+// Retry configures the OTLP exporters' retries of failed exports. Zero
+// durations keep the exporters' defaults (5s initial interval, 30s
+// maximum interval, 1m total).
+type Retry struct {
+	Disabled        bool
+	InitialInterval time.Duration
+	MaxInterval     time.Duration
+	MaxElapsedTime  time.Duration
+}
+
+func (o *Options) getenv(name string) string {
+	if o.Getenv != nil {
+		return strings.TrimSpace(o.Getenv(name))
+	}
+	return strings.TrimSpace(os.Getenv(name))
+}
+
+func (o *Options) maxProviders() int {
+	if o.MaxProviders > 0 {
+		return o.MaxProviders
+	}
+	return DefaultMaxProviders
+}
+
+func (o *Options) shutdownTimeout() time.Duration {
+	if o.ShutdownTimeout > 0 {
+		return o.ShutdownTimeout
+	}
+	return DefaultShutdownTimeout
+}
+
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// signalTarget says where one signal goes.
+type signalTarget struct {
+	endpoint string // from Options; "" with fromEnv or for stdout
+	fromEnv  bool   // Options are silent, the environment names an endpoint
+}
+
+func (t signalTarget) otlp() bool { return t.endpoint != "" || t.fromEnv }
+
+func (o *Options) tracesTarget() signalTarget {
+	return o.target(o.TracesEndpoint, EnvTracesEndpoint)
+}
+
+func (o *Options) logsTarget() signalTarget {
+	return o.target(o.LogsEndpoint, EnvLogsEndpoint)
+}
+
+func (o *Options) target(signalEndpoint, signalEnv string) signalTarget {
+	if signalEndpoint != "" {
+		return signalTarget{endpoint: signalEndpoint}
+	}
+	if o.Endpoint != "" {
+		return signalTarget{endpoint: o.Endpoint}
+	}
+	if o.getenv(signalEnv) != "" || o.getenv(EnvEndpoint) != "" {
+		return signalTarget{fromEnv: true}
+	}
+	return signalTarget{}
+}
+
+// grpcEndpoint is a parsed endpoint.
+type grpcEndpoint struct {
+	hostport string // host:port for grpc
+	insecure bool
+}
+
+// parseEndpoint parses an endpoint in one of the forms documented on
+// Options.Endpoint. insecure applies to the host:port form.
+func parseEndpoint(s string, insecure bool) (grpcEndpoint, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return grpcEndpoint{}, errors.New("empty endpoint")
+	}
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
+		}
+		switch strings.ToLower(u.Scheme) {
+		case "http":
+			insecure = true
+		case "https":
+			insecure = false
+		default:
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: scheme %q is not http or https", s, u.Scheme)
+		}
+		if u.Host == "" || u.Hostname() == "" {
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: no host", s)
+		}
+		if u.User != nil {
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: user information is not supported", s)
+		}
+		port := u.Port()
+		if port == "" {
+			port = DefaultOTLPPort
+		}
+		if err := checkPort(port); err != nil {
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
+		}
+		return grpcEndpoint{hostport: net.JoinHostPort(u.Hostname(), port), insecure: insecure}, nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		// A bare host (or a bare IPv6 address) gets the default port.
+		var ae *net.AddrError
+		if !errors.As(err, &ae) || !strings.Contains(ae.Err, "missing port") {
+			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
+		}
+		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), DefaultOTLPPort
+	}
+	if host == "" || strings.ContainsAny(host, "/?#@ ") {
+		return grpcEndpoint{}, fmt.Errorf("endpoint %q: invalid host", s)
+	}
+	if err := checkPort(port); err != nil {
+		return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
+	}
+	return grpcEndpoint{hostport: net.JoinHostPort(host, port), insecure: insecure}, nil
+}
+
+func checkPort(p string) error {
+	n := 0
+	for _, c := range p {
+		if c < '0' || c > '9' || n > 65535 {
+			return fmt.Errorf("invalid port %q", p)
+		}
+		n = n*10 + int(c-'0')
+	}
+	if p == "" || n < 1 || n > 65535 {
+		return fmt.Errorf("invalid port %q", p)
+	}
+	return nil
+}
+
+// tlsConfig builds the client TLS configuration from the certificate
+// files of o.
+func (o *Options) tlsConfig() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.CACert != "" {
+		pem, err := os.ReadFile(o.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA certificate: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA certificate %s: no PEM certificate found", o.CACert)
+		}
+		cfg.RootCAs = pool
+	}
+	if (o.ClientCert == "") != (o.ClientKey == "") {
+		return nil, errors.New("client certificate and client key must be set together")
+	}
+	if o.ClientCert != "" {
+		pair, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
+		if err != nil {
+			return nil, fmt.Errorf("loading client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}
+
+func (o *Options) checkCompression() error {
+	switch o.Compression {
+	case "", "none", "gzip":
+		return nil
+	}
+	return fmt.Errorf("compression %q is not gzip or none", o.Compression)
+}
+
+// exporterSettings is what both OTLP exporters are configured with,
+// independent of the exporter package's option types.
+type exporterSettings struct {
+	endpoint *grpcEndpoint // nil: taken from the environment by the exporter
+	tls      *tls.Config   // with a TLS endpoint
+	headers  map[string]string
+	gzip     bool
+	timeout  time.Duration
+	retry    *Retry
+}
+
+func (o *Options) exporterSettings(t signalTarget) (exporterSettings, error) {
+	var s exporterSettings
+	if err := o.checkCompression(); err != nil {
+		return s, err
+	}
+	if t.endpoint != "" {
+		ep, err := parseEndpoint(t.endpoint, o.Insecure)
+		if err != nil {
+			return s, err
+		}
+		s.endpoint = &ep
+		if !ep.insecure {
+			if s.tls, err = o.tlsConfig(); err != nil {
+				return s, err
+			}
+		}
+	}
+	if len(o.Headers) > 0 {
+		s.headers = o.Headers
+	}
+	s.gzip = o.Compression == "gzip"
+	s.timeout = o.Timeout
+	r := o.Retry
+	if r != (Retry{}) {
+		s.retry = &r
+	}
+	return s, nil
+}
+
+func (s *exporterSettings) retryConfig() (enabled bool, initial, maxInterval, maxElapsed time.Duration) {
+	r := s.retry
+	return !r.Disabled, orDefault(r.InitialInterval, 5*time.Second),
+		orDefault(r.MaxInterval, 30*time.Second), orDefault(r.MaxElapsedTime, time.Minute)
+}
+
+func newOTLPSpanExporter(ctx context.Context, s exporterSettings) (sdktrace.SpanExporter, error) {
+	var opts []otlptracegrpc.Option
+	if s.endpoint != nil {
+		opts = append(opts, otlptracegrpc.WithEndpoint(s.endpoint.hostport))
+		if s.endpoint.insecure {
+			opts = append(opts, otlptracegrpc.WithInsecure())
+		} else {
+			opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(s.tls)))
+		}
+	}
+	if s.headers != nil {
+		opts = append(opts, otlptracegrpc.WithHeaders(s.headers))
+	}
+	if s.gzip {
+		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
+	}
+	if s.timeout > 0 {
+		opts = append(opts, otlptracegrpc.WithTimeout(s.timeout))
+	}
+	if s.retry != nil {
+		en, ii, mi, me := s.retryConfig()
+		opts = append(opts, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
+			Enabled: en, InitialInterval: ii, MaxInterval: mi, MaxElapsedTime: me,
+		}))
+	}
+	exp, err := otlptracegrpc.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating OTLP trace exporter: %w", err)
+	}
+	return exp, nil
+}
+
+func newOTLPLogExporter(ctx context.Context, s exporterSettings) (sdklog.Exporter, error) {
+	var opts []otlploggrpc.Option
+	if s.endpoint != nil {
+		opts = append(opts, otlploggrpc.WithEndpoint(s.endpoint.hostport))
+		if s.endpoint.insecure {
+			opts = append(opts, otlploggrpc.WithInsecure())
+		} else {
+			opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(s.tls)))
+		}
+	}
+	if s.headers != nil {
+		opts = append(opts, otlploggrpc.WithHeaders(s.headers))
+	}
+	if s.gzip {
+		opts = append(opts, otlploggrpc.WithCompressor("gzip"))
+	}
+	if s.timeout > 0 {
+		opts = append(opts, otlploggrpc.WithTimeout(s.timeout))
+	}
+	if s.retry != nil {
+		en, ii, mi, me := s.retryConfig()
+		opts = append(opts, otlploggrpc.WithRetry(otlploggrpc.RetryConfig{
+			Enabled: en, InitialInterval: ii, MaxInterval: mi, MaxElapsedTime: me,
+		}))
+	}
+	exp, err := otlploggrpc.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating OTLP log exporter: %w", err)
+	}
+	return exp, nil
+}

@@ -1,0 +1,460 @@
+// Package otlptest provides an OTLP/gRPC receiver for tests: it accepts
+// trace and log export requests on a loopback port, records them, and can
+// be stopped, restarted on the same port, slowed down or made to fail, to
+// exercise exporters against collector outages.
+package otlptest
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	_ "google.golang.org/grpc/encoding/gzip" // accept gzip-compressed requests
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// Option configures a Receiver.
+type Option func(*config)
+
+type config struct {
+	addr string
+	tls  *tls.Config
+}
+
+// WithAddr sets the listen address; default "127.0.0.1:0" (a free port).
+func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
+
+// WithTLS serves TLS with cfg (see Certs.ServerTLS); set cfg.ClientCAs and
+// cfg.ClientAuth for mutual TLS.
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+
+// Receiver is an OTLP/gRPC trace and logs receiver. All methods are safe
+// for concurrent use.
+type Receiver struct {
+	cfg  config
+	addr string // host:port, fixed after the first listen
+
+	mu        sync.Mutex
+	srv       *grpc.Server
+	running   bool
+	delay     time.Duration
+	failCode  codes.Code
+	traceReqs []*coltracepb.ExportTraceServiceRequest
+	logReqs   []*collogspb.ExportLogsServiceRequest
+	headers   []metadata.MD
+	encodings []string
+	rejected  int
+	changed   chan struct{} // closed and replaced on every recorded request
+}
+
+// Start starts a Receiver for a test, failing it on error, and stops the
+// Receiver when the test ends.
+func Start(tb testing.TB, opts ...Option) *Receiver {
+	tb.Helper()
+	r, err := Listen(opts...)
+	if err != nil {
+		tb.Fatalf("otlptest: %v", err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// Listen starts a Receiver.
+func Listen(opts ...Option) (*Receiver, error) {
+	r := &Receiver{cfg: config{addr: "127.0.0.1:0"}, changed: make(chan struct{})}
+	for _, o := range opts {
+		o(&r.cfg)
+	}
+	if err := r.listen(r.cfg.addr); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Receiver) listen(addr string) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	var sopts []grpc.ServerOption
+	if r.cfg.tls != nil {
+		sopts = append(sopts, grpc.Creds(credentials.NewTLS(r.cfg.tls)))
+	}
+	sopts = append(sopts, grpc.StatsHandler(encodingRecorder{}))
+	srv := grpc.NewServer(sopts...)
+	coltracepb.RegisterTraceServiceServer(srv, traceService{r: r})
+	collogspb.RegisterLogsServiceServer(srv, logsService{r: r})
+	r.mu.Lock()
+	r.srv, r.running = srv, true
+	r.addr = lis.Addr().String()
+	r.mu.Unlock()
+	go func() { _ = srv.Serve(lis) }()
+	return nil
+}
+
+// Addr returns the host:port the receiver listens on.
+func (r *Receiver) Addr() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addr
+}
+
+// Endpoint returns the receiver's endpoint as a URL: "http://host:port",
+// or "https://host:port" with TLS.
+func (r *Receiver) Endpoint() string {
+	if r.cfg.tls != nil {
+		return "https://" + r.Addr()
+	}
+	return "http://" + r.Addr()
+}
+
+// Stop stops the receiver at once, closing every connection, as a
+// collector crash would. Recorded requests are kept. Stopping a stopped
+// receiver does nothing.
+func (r *Receiver) Stop() {
+	r.mu.Lock()
+	srv := r.srv
+	r.srv, r.running = nil, false
+	r.mu.Unlock()
+	if srv != nil {
+		srv.Stop()
+	}
+}
+
+// Restart listens again on the same port after Stop (retrying for up to
+// two seconds while the port is still busy). Restarting a running
+// receiver does nothing.
+func (r *Receiver) Restart() error {
+	r.mu.Lock()
+	running, addr := r.running, r.addr
+	r.mu.Unlock()
+	if running {
+		return nil
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := r.listen(addr)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// SetDelay makes every request wait d before it is answered (or until
+// the client gives up). Zero removes the delay.
+func (r *Receiver) SetDelay(d time.Duration) {
+	r.mu.Lock()
+	r.delay = d
+	r.mu.Unlock()
+}
+
+// SetFailure makes every request fail with code (codes.Unavailable
+// simulates an overloaded or restarting collector; the exporters retry
+// it). Failed requests are counted by Rejected but not recorded.
+// codes.OK restores normal operation.
+func (r *Receiver) SetFailure(code codes.Code) {
+	r.mu.Lock()
+	r.failCode = code
+	r.mu.Unlock()
+}
+
+// Reset forgets every recorded request.
+func (r *Receiver) Reset() {
+	r.mu.Lock()
+	r.traceReqs, r.logReqs, r.headers, r.encodings, r.rejected = nil, nil, nil, nil, 0
+	r.mu.Unlock()
+}
+
+// admit applies the delay and the failure mode to one request.
+func (r *Receiver) admit(ctx context.Context) error {
+	r.mu.Lock()
+	delay, code := r.delay, r.failCode
+	r.mu.Unlock()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if code != codes.OK {
+		r.mu.Lock()
+		r.rejected++
+		r.mu.Unlock()
+		return status.Error(code, "otlptest: failure injected")
+	}
+	return nil
+}
+
+func (r *Receiver) record(ctx context.Context, add func()) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	r.mu.Lock()
+	add()
+	r.headers = append(r.headers, md.Copy())
+	enc := ""
+	if info, ok := ctx.Value(rpcInfoKey{}).(*rpcInfo); ok {
+		enc = info.encoding
+	}
+	r.encodings = append(r.encodings, enc)
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+}
+
+type traceService struct {
+	coltracepb.UnimplementedTraceServiceServer
+	r *Receiver
+}
+
+func (s traceService) Export(ctx context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	if err := s.r.admit(ctx); err != nil {
+		return nil, err
+	}
+	s.r.record(ctx, func() { s.r.traceReqs = append(s.r.traceReqs, req) })
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+type logsService struct {
+	collogspb.UnimplementedLogsServiceServer
+	r *Receiver
+}
+
+func (s logsService) Export(ctx context.Context, req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+	if err := s.r.admit(ctx); err != nil {
+		return nil, err
+	}
+	s.r.record(ctx, func() { s.r.logReqs = append(s.r.logReqs, req) })
+	return &collogspb.ExportLogsServiceResponse{}, nil
+}
+
+// TraceRequests returns the recorded trace export requests in arrival
+// order. The requests must not be modified.
+func (r *Receiver) TraceRequests() []*coltracepb.ExportTraceServiceRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.traceReqs)
+}
+
+// LogRequests returns the recorded log export requests in arrival order.
+// The requests must not be modified.
+func (r *Receiver) LogRequests() []*collogspb.ExportLogsServiceRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.logReqs)
+}
+
+// Headers returns the gRPC metadata of every recorded request, in arrival
+// order (trace and log requests interleaved).
+func (r *Receiver) Headers() []metadata.MD {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.headers)
+}
+
+// Encodings returns the compression of every recorded request ("gzip",
+// or "" when uncompressed), in the order of Headers.
+func (r *Receiver) Encodings() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.encodings)
+}
+
+// rpcInfo carries what the stats handler learns about one RPC to its
+// handler.
+type rpcInfo struct{ encoding string }
+
+type rpcInfoKey struct{}
+
+// encodingRecorder is a stats.Handler noting the compression of requests.
+type encodingRecorder struct{}
+
+func (encodingRecorder) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return context.WithValue(ctx, rpcInfoKey{}, &rpcInfo{})
+}
+
+func (encodingRecorder) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	if h, ok := s.(*stats.InHeader); ok {
+		if info, ok := ctx.Value(rpcInfoKey{}).(*rpcInfo); ok {
+			info.encoding = h.Compression
+		}
+	}
+}
+
+func (encodingRecorder) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+
+func (encodingRecorder) HandleConn(context.Context, stats.ConnStats) {}
+
+// Rejected returns the number of requests failed by SetFailure.
+func (r *Receiver) Rejected() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rejected
+}
+
+// Span is a received span with its resource and scope.
+type Span struct {
+	Resource *resourcepb.Resource
+	Scope    *commonpb.InstrumentationScope
+	*tracepb.Span
+}
+
+// Log is a received log record with its resource and scope.
+type Log struct {
+	Resource *resourcepb.Resource
+	Scope    *commonpb.InstrumentationScope
+	*logspb.LogRecord
+}
+
+// Attrs returns the span's attributes as Go values (see Value).
+func (s Span) Attrs() map[string]any { return Attrs(s.Span.GetAttributes()) }
+
+// ResourceAttrs returns the span's resource attributes as Go values.
+func (s Span) ResourceAttrs() map[string]any { return Attrs(s.Resource.GetAttributes()) }
+
+// Attrs returns the record's attributes as Go values (see Value).
+func (l Log) Attrs() map[string]any { return Attrs(l.LogRecord.GetAttributes()) }
+
+// ResourceAttrs returns the record's resource attributes as Go values.
+func (l Log) ResourceAttrs() map[string]any { return Attrs(l.Resource.GetAttributes()) }
+
+// Spans returns every received span.
+func (r *Receiver) Spans() []Span {
+	var out []Span
+	for _, req := range r.TraceRequests() {
+		out = append(out, SpansOf(req)...)
+	}
+	return out
+}
+
+// Logs returns every received log record.
+func (r *Receiver) Logs() []Log {
+	var out []Log
+	for _, req := range r.LogRequests() {
+		out = append(out, LogsOf(req)...)
+	}
+	return out
+}
+
+// SpansOf flattens one request.
+func SpansOf(req *coltracepb.ExportTraceServiceRequest) []Span {
+	var out []Span
+	for _, rs := range req.GetResourceSpans() {
+		for _, ss := range rs.GetScopeSpans() {
+			for _, s := range ss.GetSpans() {
+				out = append(out, Span{Resource: rs.GetResource(), Scope: ss.GetScope(), Span: s})
+			}
+		}
+	}
+	return out
+}
+
+// LogsOf flattens one request.
+func LogsOf(req *collogspb.ExportLogsServiceRequest) []Log {
+	var out []Log
+	for _, rl := range req.GetResourceLogs() {
+		for _, sl := range rl.GetScopeLogs() {
+			for _, l := range sl.GetLogRecords() {
+				out = append(out, Log{Resource: rl.GetResource(), Scope: sl.GetScope(), LogRecord: l})
+			}
+		}
+	}
+	return out
+}
+
+// ErrTimeout is returned by the Wait methods when too few items matched.
+var ErrTimeout = errors.New("otlptest: timed out waiting")
+
+// WaitSpans waits until at least n received spans satisfy match (nil
+// matches all) and returns the matching spans, or ErrTimeout with those
+// found after timeout.
+func (r *Receiver) WaitSpans(timeout time.Duration, n int, match func(Span) bool) ([]Span, error) {
+	return wait(r, timeout, n, r.Spans, match)
+}
+
+// WaitLogs waits until at least n received log records satisfy match
+// (nil matches all) and returns the matching records, or ErrTimeout with
+// those found after timeout.
+func (r *Receiver) WaitLogs(timeout time.Duration, n int, match func(Log) bool) ([]Log, error) {
+	return wait(r, timeout, n, r.Logs, match)
+}
+
+func wait[T any](r *Receiver, timeout time.Duration, n int, all func() []T, match func(T) bool) ([]T, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		changed := r.changed
+		r.mu.Unlock()
+		var got []T
+		for _, x := range all() {
+			if match == nil || match(x) {
+				got = append(got, x)
+			}
+		}
+		if len(got) >= n {
+			return got, nil
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return got, fmt.Errorf("%w: %d of %d items after %v", ErrTimeout, len(got), n, timeout)
+		}
+	}
+}
+
+// Attrs converts OTLP attributes to a map of Go values (see Value).
+func Attrs(kvs []*commonpb.KeyValue) map[string]any {
+	m := make(map[string]any, len(kvs))
+	for _, kv := range kvs {
+		m[kv.GetKey()] = Value(kv.GetValue())
+	}
+	return m
+}
+
+// Value converts an OTLP value: string, bool, int64, float64, []byte,
+// []any for arrays, map[string]any for key-value lists, nil when empty.
+func Value(v *commonpb.AnyValue) any {
+	switch x := v.GetValue().(type) {
+	case *commonpb.AnyValue_StringValue:
+		return x.StringValue
+	case *commonpb.AnyValue_BoolValue:
+		return x.BoolValue
+	case *commonpb.AnyValue_IntValue:
+		return x.IntValue
+	case *commonpb.AnyValue_DoubleValue:
+		return x.DoubleValue
+	case *commonpb.AnyValue_BytesValue:
+		return x.BytesValue
+	case *commonpb.AnyValue_ArrayValue:
+		out := make([]any, 0, len(x.ArrayValue.GetValues()))
+		for _, e := range x.ArrayValue.GetValues() {
+			out = append(out, Value(e))
+		}
+		return out
+	case *commonpb.AnyValue_KvlistValue:
+		return Attrs(x.KvlistValue.GetValues())
+	}
+	return nil
+}
