@@ -4,7 +4,7 @@ GO        ?= go
 BIN       := bin/connwatch
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X main.version=$(VERSION)
-SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SUDO      := $(shell [ "$$(id -u)" = 0 ] || echo sudo -E)
 ARGS      ?=
 FUZZTIME  ?= 20s
 
