@@ -52,6 +52,7 @@ type Pipeline struct {
 	maxProviders    int
 	shutdownTimeout time.Duration
 	now             func() time.Time
+	queueLimit      uint64 // records in flight per signal before Emit drops
 
 	mu         sync.Mutex
 	entries    map[resourceKey]*workload
@@ -76,7 +77,11 @@ type workload struct {
 }
 
 type counters struct {
-	events, ignored, dropped           atomic.Uint64
+	events, ignored, dropped      atomic.Uint64
+	logsQueueFull, spansQueueFull atomic.Uint64
+	// Unix nanoseconds of the last successful export of any signal and
+	// of the first failure since then (0: none).
+	lastExportOK, failingSince         atomic.Int64
 	logsEmitted, spansEmitted          atomic.Uint64
 	logsExported, spansExported        atomic.Uint64
 	logExportErrors, spanExportErrors  atomic.Uint64
@@ -103,6 +108,18 @@ type Stats struct {
 	SpanExportErrors uint64 // failed span export calls
 	LogsFailed       uint64 // log records in failed export calls
 	SpansFailed      uint64 // spans in failed export calls
+
+	// LogsQueueFull and SpansQueueFull are records Emit refused because a
+	// queue's worth were already in flight (backend down or slow). With
+	// them, per signal: emitted + queue-full = records offered, and
+	// emitted = exported + failed + in flight (0 after Shutdown).
+	LogsQueueFull  uint64
+	SpansQueueFull uint64
+	// LastExportOK is when an export of either signal last succeeded;
+	// FailingSince when exports began failing since then (zero: not
+	// failing).
+	LastExportOK time.Time
+	FailingSince time.Time
 
 	ProvidersLive    int    // resources with live providers
 	ProvidersCreated uint64 // provider pairs created
@@ -208,6 +225,7 @@ func newPipeline(spanExp sdktrace.SpanExporter, spanBatch time.Duration, logExp 
 	}
 	p.lru.next, p.lru.prev = &p.lru, &p.lru
 	queue := orDefault(opts.MaxQueueSize, DefaultMaxQueueSize)
+	p.queueLimit = uint64(queue)
 	batch := min(orDefault(opts.MaxExportBatchSize, DefaultMaxExportBatchSize), queue)
 	if spanExp != nil {
 		p.spanProc = sdktrace.NewBatchSpanProcessor(&countingSpanExporter{spanExp, &p.c},
@@ -245,6 +263,23 @@ func (p *Pipeline) Emit(ev *event.Event) {
 	)
 	if p.spanProc != nil {
 		spec, wantSpan = spanOf(ev)
+	}
+	if !wantSpan && !wantLog {
+		return
+	}
+
+	// Admission: a record is handed to a batch processor only while fewer
+	// than a queue's worth are emitted and not yet exported or failed, so
+	// the SDK never drops one silently; a record refused here is counted.
+	// Such drops happen when the backend is down or slow: the exporters
+	// retry with backoff while the queue fills.
+	if wantSpan && p.c.spansEmitted.Load()-p.c.spansExported.Load()-p.c.spansFailed.Load() >= p.queueLimit {
+		wantSpan = false
+		p.c.spansQueueFull.Add(1)
+	}
+	if wantLog && p.c.logsEmitted.Load()-p.c.logsExported.Load()-p.c.logsFailed.Load() >= p.queueLimit {
+		wantLog = false
+		p.c.logsQueueFull.Add(1)
 	}
 	if !wantSpan && !wantLog {
 		return
@@ -421,7 +456,18 @@ func (p *Pipeline) Stats() Stats {
 		ProvidersLive:    int(c.providersLive.Load()),
 		ProvidersCreated: c.providersCreated.Load(),
 		ProvidersEvicted: c.providersEvicted.Load(),
+		LogsQueueFull:    c.logsQueueFull.Load(),
+		SpansQueueFull:   c.spansQueueFull.Load(),
+		LastExportOK:     unixTime(c.lastExportOK.Load()),
+		FailingSince:     unixTime(c.failingSince.Load()),
 	}
+}
+
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // countingSpanExporter counts the outcome of every export call.
@@ -438,6 +484,7 @@ func (e *countingSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace
 	} else {
 		e.c.spansExported.Add(uint64(len(spans)))
 	}
+	e.c.exportDone(err)
 	return err
 }
 
@@ -458,5 +505,17 @@ func (e *countingLogExporter) Export(ctx context.Context, records []sdklog.Recor
 	} else {
 		e.c.logsExported.Add(uint64(len(records)))
 	}
+	e.c.exportDone(err)
 	return err
+}
+
+// exportDone records when exports last succeeded and since when they fail.
+func (c *counters) exportDone(err error) {
+	now := time.Now().UnixNano()
+	if err == nil {
+		c.lastExportOK.Store(now)
+		c.failingSince.Store(0)
+		return
+	}
+	c.failingSince.CompareAndSwap(0, now)
 }
