@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -45,11 +46,15 @@ type Options struct {
 // events. Read must be called from one goroutine; Close may be called from
 // any and unblocks Read.
 type Probe struct {
-	mode     Mode
-	skipped  []Skipped
-	warnings []error
-	coll     *ebpf.Collection
-	links    []link.Link
+	// mu guards coll against Close while the accessors (Map, Programs,
+	// KernelStats, SetVisibility, ...) run on other goroutines.
+	mu         sync.RWMutex
+	finalStats KernelStats // read at Close, returned by KernelStats after it
+	mode       Mode
+	skipped    []Skipped
+	warnings   []error
+	coll       *ebpf.Collection
+	links      []link.Link
 	// innerVisibility creates the visibility map's inner maps.
 	innerVisibility *ebpf.MapSpec
 	reader          *perf.Reader
@@ -303,8 +308,18 @@ type KernelStats struct {
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
 }
 
-// KernelStats reads the kernel program's counters.
+// KernelStats reads the kernel program's counters; after Close, their
+// values at Close.
 func (p *Probe) KernelStats() (KernelStats, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.coll == nil {
+		return p.finalStats, nil
+	}
+	return p.kernelStats()
+}
+
+func (p *Probe) kernelStats() (KernelStats, error) {
 	var ks KernelStats
 	m := p.coll.Maps["stats"]
 	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility}
@@ -326,12 +341,18 @@ func (p *Probe) Mode() Mode { return p.mode }
 // Skipped lists the modes ModeAuto passed over and why.
 func (p *Probe) Skipped() []Skipped { return p.skipped }
 
-// Map returns one of the program's maps by its name in connwatch.c
-// ("visibility", "conn_attempts", ...), or nil.
-func (p *Probe) Map(name string) *ebpf.Map { return p.coll.Maps[name] }
+// Programs returns the loaded programs by name; none after Close.
+func (p *Probe) Programs() map[string]*ebpf.Program {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.coll == nil {
+		return nil
+	}
+	return p.coll.Programs
+}
 
-// Programs returns the loaded programs by name.
-func (p *Probe) Programs() map[string]*ebpf.Program { return p.coll.Programs }
+// ErrProbeClosed is returned by the accessors after Close.
+var ErrProbeClosed = errors.New("probe closed")
 
 // Record is one read from the perf buffer: a sample, or a count of samples
 // the kernel lost on a CPU because the buffer was full.
@@ -352,11 +373,19 @@ var ErrFlushed = perf.ErrFlushed
 // when WakeupEvents batches them.
 func (p *Probe) Flush() error { return p.reader.Flush() }
 
-// Close detaches the programs and frees the maps and the reader.
+// Close detaches the programs and frees the maps and the reader. It may be
+// called more than once and from any goroutine.
 func (p *Probe) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.coll != nil {
+		p.finalStats, _ = p.kernelStats()
+	}
 	var errs []error
 	if p.reader != nil {
-		errs = append(errs, p.reader.Close())
+		if err := p.reader.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+			errs = append(errs, err)
+		}
 	}
 	for _, l := range p.links {
 		errs = append(errs, l.Close())

@@ -40,6 +40,11 @@ type Visibility map[OuterKey]map[uint32]uint32
 // namespace never passes through a state in which it has no entry unless it
 // is being removed. It must not be called concurrently with itself.
 func (p *Probe) SetVisibility(v Visibility) error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.coll == nil {
+		return ErrProbeClosed
+	}
 	outer := p.coll.Maps["visibility"]
 	if outer == nil || p.innerVisibility == nil {
 		return errors.New("visibility map not loaded")
@@ -84,13 +89,18 @@ func (p *Probe) SetVisibility(v Visibility) error {
 }
 
 // VisibilityEntries counts the visibility map's entries.
-func (p *Probe) VisibilityEntries() (int, error) {
-	return countEntries(p.coll.Maps["visibility"])
-}
+func (p *Probe) VisibilityEntries() (int, error) { return p.countEntries("visibility") }
 
 // PendingAttempts counts the attempts the kernel tracks until their outcome.
-func (p *Probe) PendingAttempts() (int, error) {
-	return countEntries(p.coll.Maps["conn_attempts"])
+func (p *Probe) PendingAttempts() (int, error) { return p.countEntries("conn_attempts") }
+
+func (p *Probe) countEntries(name string) (int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.coll == nil {
+		return 0, ErrProbeClosed
+	}
+	return countEntries(p.coll.Maps[name])
 }
 
 func countEntries(m *ebpf.Map) (int, error) {

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
@@ -27,6 +29,9 @@ const (
 	// the reader; flushInterval bounds how long a partial batch waits.
 	wakeupEvents  = 64
 	flushInterval = 100 * time.Millisecond
+	// readerQueueSize bounds the samples between the perf reader and
+	// processing (~256 bytes each).
+	readerQueueSize = 16384
 )
 
 var monitors = map[string]bpf.Monitor{
@@ -88,10 +93,22 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	}
 	log.Info("probes attached", "mode", probe.Mode())
 
-	vis := newVisibility(probe, enr, log)
+	out, err := newOutput(o.format, cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	queue := make(chan *[]byte, readerQueueSize)
+	c := newCounters(string(probe.Mode()), runtime.NumCPU(), func() int { return len(queue) })
+
+	vis := newVisibility(probe, enr, c, log)
 	if err := vis.start(cfg); err != nil {
 		return err
 	}
+	tel, err := startTelemetry(cfg.Telemetry.Listen, c, probe, enr, out, log)
+	if err != nil {
+		return err
+	}
+
 	stopControl := make(chan struct{})
 	controlDone := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
@@ -101,45 +118,61 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		defer close(controlDone)
 		control(o.configPath, cfg, vis, probe, sigs, stopControl, log)
 	}()
-	defer func() {
-		close(stopControl)
-		<-controlDone
-	}()
 
-	defer func() {
-		ks, err := probe.KernelStats()
-		if err != nil {
-			return
-		}
-		es := enr.Stats()
-		log.Info("counters at exit",
-			"attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "perf_write_errors", ks.PerfErrors,
-			"enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,
-			"enrich_ns_fallbacks", es.NSFallbacks, "enrich_nothing_learnt", es.NothingLearnt)
-	}()
+	// The processing stage: decode, enrich, export. It runs apart from the
+	// perf reader so that a slow /proc read or a full export queue never
+	// stalls the reader into kernel-side loss.
+	processed := make(chan error, 1)
+	go func() { processed <- process(queue, c, enr, out, stdout, string(probe.Mode()), log) }()
 
-	out, err := newOutput(o.format, cfg, stdout, log)
-	if err != nil {
-		return err
+	readErr := readSamples(probe, queue, c, log)
+	close(queue)
+	procErr := <-processed
+	close(stopControl)
+	<-controlDone
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Export.FlushTimeout)
+	defer cancel()
+	if err := out.close(ctx); err != nil {
+		log.Error("flushing exports at shutdown", "err", err)
 	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.Export.FlushTimeout)
-		defer cancel()
-		if err := out.close(ctx); err != nil {
-			log.Error("flushing exports at shutdown", "err", err)
-		}
-	}()
+	tel.close(ctx)
+	logExitCounters(c, probe, enr, out, log)
+	return errors.Join(readErr, procErr)
+}
 
-	clock := event.NewClock()
-	lastSync := time.Now()
-	var (
-		dec  event.Decoder
-		ev   event.Event
-		rec  bpf.Record
-		line []byte
-	)
-	modeName := string(probe.Mode())
+// logExitCounters logs what the agent read, delivered and dropped, since
+// /metrics goes away with it.
+func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *output, log *slog.Logger) {
+	args := []any{"samples_read", c.samplesRead.Load(), "events_processed", c.processed.Load(),
+		"dropped_reader_queue_full", c.readerDrops.Load(), "dropped_malformed", c.decodeDrops.Load()}
+	var lost uint64
+	for i := range c.lostSamples {
+		lost += c.lostSamples[i].Load()
+	}
+	args = append(args, "lost_samples", lost)
+	if out.pipeline != nil {
+		st := out.pipeline.Stats()
+		args = append(args, "spans_exported", st.SpansExported, "spans_failed", st.SpansFailed, "spans_dropped_queue_full", st.SpansQueueFull,
+			"logs_exported", st.LogsExported, "logs_failed", st.LogsFailed, "logs_dropped_queue_full", st.LogsQueueFull)
+	}
+	if ks, err := probe.KernelStats(); err == nil {
+		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "perf_write_errors", ks.PerfErrors)
+	}
+	es := enr.Stats()
+	args = append(args, "enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,
+		"enrich_ns_fallbacks", es.NSFallbacks, "enrich_nothing_learnt", es.NothingLearnt)
+	log.Info("counters at exit", args...)
+}
+
+// samplePool recycles the copies of perf samples handed to processing.
+var samplePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+// readSamples drains the perf buffer into queue until the probe is closed.
+// It never blocks on a full queue: the sample is dropped and counted.
+func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.Logger) error {
+	var rec bpf.Record
 	for {
 		err := probe.Read(&rec)
 		if errors.Is(err, bpf.ErrClosed) {
@@ -152,13 +185,44 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 			return fmt.Errorf("reading events: %w", err)
 		}
 		if rec.LostSamples > 0 {
+			c.lost(rec.CPU, rec.LostSamples)
 			log.Warn("kernel lost samples: perf buffer full", "cpu", rec.CPU, "lost", rec.LostSamples)
 			continue
 		}
-		if err := dec.Decode(rec.RawSample, &ev); err != nil {
-			log.Warn("bad sample", "cpu", rec.CPU, "bytes", len(rec.RawSample), "err", err)
+		c.samplesRead.Add(1)
+		bp := samplePool.Get().(*[]byte)
+		*bp = append((*bp)[:0], rec.RawSample...)
+		select {
+		case queue <- bp:
+		default:
+			c.readerDrops.Add(1)
+			samplePool.Put(bp)
+		}
+	}
+}
+
+// process turns queued samples into events and hands them to the output,
+// until queue is closed and drained.
+func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *output, stdout io.Writer, mode string, log *slog.Logger) error {
+	clock := event.NewClock()
+	lastSync := time.Now()
+	var (
+		dec  event.Decoder
+		ev   event.Event
+		line []byte
+		werr error
+	)
+	for bp := range queue {
+		// Decode copies what it keeps, so the buffer is recycled at once.
+		err := dec.Decode(*bp, &ev)
+		n := len(*bp)
+		samplePool.Put(bp)
+		if err != nil {
+			c.decodeDrops.Add(1)
+			log.Warn("bad sample", "bytes", n, "err", err)
 			continue
 		}
+		c.countEvent(ev.EventID)
 		if time.Since(lastSync) > clockResync {
 			clock.Sync()
 			lastSync = time.Now()
@@ -168,16 +232,22 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 			ev.Start = clock.Wall(ev.StartKernelTime)
 		}
 		enr.Enrich(&ev)
+		c.processed.Add(1)
 		if out.pipeline != nil {
 			out.pipeline.Emit(&ev)
 			continue
 		}
-		line = event.AppendJSON(line[:0], &ev, modeName)
+		if werr != nil {
+			continue
+		}
+		line = event.AppendJSON(line[:0], &ev, mode)
 		line = append(line, '\n')
 		if _, err := stdout.Write(line); err != nil {
-			return fmt.Errorf("writing event: %w", err)
+			werr = fmt.Errorf("writing events to stdout: %w", err)
+			log.Error("stdout closed; events are no longer printed", "err", err)
 		}
 	}
+	return werr
 }
 
 // control runs everything but the event path: the reader's flush timer,

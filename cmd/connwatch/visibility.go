@@ -22,15 +22,16 @@ const (
 // says for the namespaces the enricher knows. Its methods run on the
 // control goroutine only; newNS is signalled from the event path.
 type visibility struct {
-	probe *bpf.Probe
-	enr   *enrich.Enricher
-	log   *slog.Logger
-	newNS chan struct{}
-	last  int // entries written last time, for logging changes
+	probe    *bpf.Probe
+	enr      *enrich.Enricher
+	log      *slog.Logger
+	newNS    chan struct{}
+	last     int       // entries written last time, for logging changes
+	counters *counters // counts failed updates
 }
 
-func newVisibility(probe *bpf.Probe, enr *enrich.Enricher, log *slog.Logger) *visibility {
-	v := &visibility{probe: probe, enr: enr, log: log, newNS: make(chan struct{}, 1), last: -1}
+func newVisibility(probe *bpf.Probe, enr *enrich.Enricher, c *counters, log *slog.Logger) *visibility {
+	v := &visibility{probe: probe, enr: enr, counters: c, log: log, newNS: make(chan struct{}, 1), last: -1}
 	// A namespace seen for the first time is classified at once rather
 	// than at the next rescan. The hook runs on the event path: never
 	// block it.
@@ -69,6 +70,7 @@ func (v *visibility) rescan(cfg *config.Config) {
 func (v *visibility) refresh(cfg *config.Config) {
 	if err := v.apply(cfg); err != nil {
 		v.log.Error("updating the visibility map failed", "err", err)
+		v.counters.visibilityErrs.Add(1)
 	}
 }
 

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/enrich"
+	"github.com/connwatch/connwatch/event"
+)
+
+// readyFailureThreshold is how long exports may fail before /readyz says
+// the agent is not ready.
+const readyFailureThreshold = 30 * time.Second
+
+// eventIDs are the event ids counted one by one; others count as "other".
+var eventIDs = [...]uint32{event.TCPConnect, event.TCPAccept, event.TCPConnectV6, event.TCPAcceptV6,
+	event.TCPConnectResult, event.TCPConnectResultV6}
+
+// counters are the agent's own, updated on the event path with atomics.
+type counters struct {
+	samplesRead    atomic.Uint64 // samples taken from the perf buffer
+	readerDrops    atomic.Uint64 // samples dropped: the processing queue was full
+	decodeDrops    atomic.Uint64 // samples dropped: malformed
+	processed      atomic.Uint64 // events decoded, enriched and handed to the output
+	eventsByID     [len(eventIDs) + 1]atomic.Uint64
+	lostSamples    []atomic.Uint64 // per CPU, from the perf buffer's lost records
+	queueLen       func() int
+	attachedMode   string
+	visibilityErrs atomic.Uint64
+}
+
+func newCounters(mode string, cpus int, queueLen func() int) *counters {
+	return &counters{lostSamples: make([]atomic.Uint64, cpus), attachedMode: mode, queueLen: queueLen}
+}
+
+func (c *counters) countEvent(id uint32) {
+	for i, known := range eventIDs {
+		if id == known {
+			c.eventsByID[i].Add(1)
+			return
+		}
+	}
+	c.eventsByID[len(eventIDs)].Add(1)
+}
+
+func (c *counters) lost(cpu int, n uint64) {
+	if cpu >= 0 && cpu < len(c.lostSamples) {
+		c.lostSamples[cpu].Add(n)
+	}
+}
+
+// telemetry serves /metrics (Prometheus text format), /healthz and /readyz.
+type telemetry struct {
+	c     *counters
+	probe *bpf.Probe
+	enr   *enrich.Enricher
+	out   *output
+	srv   *http.Server
+	ln    net.Listener
+}
+
+func startTelemetry(listen string, c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *output, log *slog.Logger) (*telemetry, error) {
+	if listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.listen %s: %w", listen, err)
+	}
+	t := &telemetry{c: c, probe: probe, enr: enr, out: out, ln: ln}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", t.metrics)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", t.ready)
+	t.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := t.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("telemetry server stopped", "err", err)
+		}
+	}()
+	log.Info("serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	return t, nil
+}
+
+func (t *telemetry) close(ctx context.Context) {
+	if t != nil {
+		t.srv.Shutdown(ctx)
+	}
+}
+
+// ready is 200 while the probes are attached and exports have not been
+// failing for longer than readyFailureThreshold.
+func (t *telemetry) ready(w http.ResponseWriter, _ *http.Request) {
+	if t.out.pipeline != nil {
+		st := t.out.pipeline.Stats()
+		if !st.FailingSince.IsZero() && time.Since(st.FailingSince) > readyFailureThreshold {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "exports failing since %s\n", st.FailingSince.UTC().Format(time.RFC3339))
+			return
+		}
+	}
+	fmt.Fprintf(w, "ok: probes attached (%s mode)\n", t.c.attachedMode)
+}
+
+// promWriter collects samples and writes them in the Prometheus text
+// exposition format, each family's samples together after its HELP and
+// TYPE lines.
+type promWriter struct {
+	order    []string
+	families map[string]*family
+}
+
+type family struct {
+	typ, help string
+	lines     []string
+}
+
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+func (p *promWriter) metric(name, typ, help string) *family {
+	f, ok := p.families[name]
+	if !ok {
+		f = &family{typ: typ, help: help}
+		p.families[name] = f
+		p.order = append(p.order, name)
+	}
+	return f
+}
+
+func (p *promWriter) sample(name, typ, help string, v float64, labels ...string) {
+	var b strings.Builder
+	b.WriteString(name)
+	if len(labels) > 0 {
+		b.WriteByte('{')
+		for i := 0; i+1 < len(labels); i += 2 {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(labels[i])
+			b.WriteString(`="`)
+			b.WriteString(labelEscaper.Replace(labels[i+1]))
+			b.WriteByte('"')
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte(' ')
+	b.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
+	f := p.metric(name, typ, help)
+	f.lines = append(f.lines, b.String())
+}
+
+func (p *promWriter) writeTo(w *bufio.Writer) {
+	for _, name := range p.order {
+		f := p.families[name]
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, f.help, name, f.typ)
+		for _, l := range f.lines {
+			w.WriteString(l)
+			w.WriteByte('\n')
+		}
+	}
+}
+
+func (p *promWriter) counter(name, help string, v uint64, labels ...string) {
+	p.sample(name, "counter", help, float64(v), labels...)
+}
+
+func (p *promWriter) gauge(name, help string, v float64, labels ...string) {
+	p.sample(name, "gauge", help, v, labels...)
+}
+
+func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	p := &promWriter{families: map[string]*family{}}
+	defer func() {
+		bw := bufio.NewWriter(w)
+		p.writeTo(bw)
+		bw.Flush()
+	}()
+	c := t.c
+
+	p.gauge("connwatch_attach_mode", "The attach mode in use (value 1).", 1, "mode", c.attachedMode)
+	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf buffer.", c.samplesRead.Load())
+	for i, id := range eventIDs {
+		p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[i].Load(), "event_id", strconv.Itoa(int(id)))
+	}
+	p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[len(eventIDs)].Load(), "event_id", "other")
+	p.counter("connwatch_events_processed_total", "Events enriched and handed to the output.", c.processed.Load())
+	for cpu := range c.lostSamples {
+		p.counter("connwatch_lost_samples_total", "Samples the kernel lost because the perf buffer was full, per CPU.", c.lostSamples[cpu].Load(), "cpu", strconv.Itoa(cpu))
+	}
+	p.gauge("connwatch_queue_length", "Samples waiting between the perf reader and processing.", float64(c.queueLen()), "stage", "reader")
+
+	const dropped = "connwatch_dropped_total"
+	const droppedHelp = "Samples, events or records dropped, by stage and reason."
+	p.counter(dropped, droppedHelp, c.readerDrops.Load(), "stage", "reader", "reason", "queue_full")
+	p.counter(dropped, droppedHelp, c.decodeDrops.Load(), "stage", "decode", "reason", "malformed")
+
+	if t.out.pipeline != nil {
+		st := t.out.pipeline.Stats()
+		for _, s := range []struct {
+			signal                                          string
+			emitted, exported, failed, queueFull, errorsCnt uint64
+		}{
+			{"traces", st.SpansEmitted, st.SpansExported, st.SpansFailed, st.SpansQueueFull, st.SpanExportErrors},
+			{"logs", st.LogsEmitted, st.LogsExported, st.LogsFailed, st.LogsQueueFull, st.LogExportErrors},
+		} {
+			p.counter("connwatch_records_emitted_total", "Records handed to the batch processor, by signal.", s.emitted, "signal", s.signal)
+			p.counter("connwatch_records_exported_total", "Records in successful export calls, by signal.", s.exported, "signal", s.signal)
+			p.counter(dropped, droppedHelp, s.queueFull, "stage", "export", "reason", "queue_full", "signal", s.signal)
+			p.counter(dropped, droppedHelp, s.failed, "stage", "export", "reason", "export_failed", "signal", s.signal)
+			p.counter("connwatch_export_errors_total", "Failed export calls, by signal.", s.errorsCnt, "signal", s.signal)
+			p.gauge("connwatch_records_in_flight", "Records emitted and neither exported nor failed yet, by signal.", float64(s.emitted-s.exported-s.failed), "signal", s.signal)
+		}
+		p.gauge("connwatch_resources", "Workload resources with live providers.", float64(st.ProvidersLive))
+		if !st.LastExportOK.IsZero() {
+			p.gauge("connwatch_last_export_success_timestamp_seconds", "When an export last succeeded.", float64(st.LastExportOK.UnixNano())/1e9)
+		}
+	}
+
+	es := t.enr.Stats()
+	p.counter("connwatch_enrich_total", "Events enriched, by cache result.", es.Hits, "result", "hit")
+	p.counter("connwatch_enrich_total", "Events enriched, by cache result.", es.Misses, "result", "miss")
+	p.counter("connwatch_enrich_misses_total", "Enrichment that could not learn everything, by reason.", es.ProcGone, "reason", "process_gone")
+	p.counter("connwatch_enrich_misses_total", "Enrichment that could not learn everything, by reason.", es.PartialReads, "reason", "partial_read")
+	p.counter("connwatch_enrich_misses_total", "Enrichment that could not learn everything, by reason.", es.NothingLearnt, "reason", "nothing_learnt")
+	p.counter("connwatch_enrich_namespace_fallbacks_total", "Events attributed by their namespaces after the process was gone.", es.NSFallbacks)
+	p.gauge("connwatch_enrich_cached_processes", "Processes in the enrichment cache.", float64(es.CachedProcs))
+	p.gauge("connwatch_known_namespaces", "Namespace pairs in the namespace index.", float64(es.Namespaces))
+
+	if n, err := t.probe.VisibilityEntries(); err == nil {
+		p.gauge("connwatch_visibility_map_entries", "Entries of the kernel visibility map.", float64(n))
+	}
+	p.counter("connwatch_visibility_update_errors_total", "Failed visibility map updates.", c.visibilityErrs.Load())
+
+	if ks, err := t.probe.KernelStats(); err == nil {
+		p.counter("connwatch_kernel_attempts_tracked_total", "Connection attempts the kernel tracked until their outcome.", ks.AttemptsTracked)
+		p.counter("connwatch_kernel_results_total", "Outcomes matched to a tracked attempt.", ks.Results)
+		p.counter("connwatch_kernel_results_untracked_total", "Sockets leaving SYN_SENT with no tracked attempt (evicted, or begun before start).", ks.ResultsUntracked)
+		p.counter("connwatch_kernel_accepts_total", "Accept events assembled in the kernel.", ks.Accepts)
+		p.counter(dropped, droppedHelp, ks.DroppedVisibility, "stage", "kernel", "reason", "visibility")
+		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "perf_buffer_full")
+	}
+
+	if bpfStatsEnabled() {
+		progs := t.probe.Programs()
+		names := make([]string, 0, len(progs))
+		for name := range progs {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			st, err := progs[name].Stats()
+			if err != nil {
+				continue
+			}
+			p.counter("connwatch_bpf_run_count_total", "Runs of each BPF program (kernel.bpf_stats_enabled=1).", st.RunCount, "program", name)
+			p.sample("connwatch_bpf_run_time_seconds_total", "counter", "Time spent in each BPF program (kernel.bpf_stats_enabled=1).",
+				st.Runtime.Seconds(), "program", name)
+		}
+	}
+}
+
+func bpfStatsEnabled() bool {
+	b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
