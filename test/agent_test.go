@@ -76,6 +76,19 @@ type agentProc struct {
 	cmd    *exec.Cmd
 	lines  chan map[string]any
 	stderr *lockedBuffer
+	done   chan struct{} // closed when the process has exited
+	err    error         // its exit error, once done
+}
+
+// exited waits up to d for the agent to exit and returns its exit error;
+// ok is false if it is still running.
+func (a *agentProc) exited(d time.Duration) (err error, ok bool) {
+	select {
+	case <-a.done:
+		return a.err, true
+	case <-time.After(d):
+		return nil, false
+	}
 }
 
 // startAgent runs `connwatch -format events args...` (flat event lines on
@@ -99,13 +112,20 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &agentProc{cmd: cmd, lines: make(chan map[string]any, 4096), stderr: &lockedBuffer{}}
+	a := &agentProc{cmd: cmd, lines: make(chan map[string]any, 4096), stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = a.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	stop := make(chan struct{})
+	stdoutDone := make(chan struct{})
 	go func() {
+		<-stdoutDone // Wait closes stdout: read it all first
+		a.err = cmd.Wait()
+		close(a.done)
+	}()
+	go func() {
+		defer close(stdoutDone)
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -114,26 +134,26 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 				t.Errorf("stdout line is not JSON: %q", sc.Text())
 				continue
 			}
+			// After the test, lines are read and discarded so that the
+			// agent never blocks on a full pipe.
 			select {
 			case a.lines <- m:
 			case <-stop:
-				return
 			}
 		}
 	}()
 	t.Cleanup(func() {
 		close(stop)
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
 		select {
-		case err := <-done:
-			if err != nil {
+		case <-a.done: // the test ended it
+		default:
+			cmd.Process.Signal(syscall.SIGTERM)
+			if err, ok := a.exited(15 * time.Second); !ok {
+				cmd.Process.Kill()
+				t.Errorf("agent did not stop within 15s of SIGTERM")
+			} else if err != nil {
 				t.Errorf("agent exit after SIGTERM: %v\n%s", err, a.stderr.String())
 			}
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			t.Errorf("agent did not stop within 10s of SIGTERM")
 		}
 		if t.Failed() {
 			t.Logf("agent stderr:\n%s", a.stderr.String())
@@ -150,8 +170,10 @@ func (a *agentProc) waitLog(t *testing.T, substr string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("agent never logged %q:\n%s", substr, a.stderr.String())
 		}
-		if a.cmd.ProcessState != nil {
-			t.Fatalf("agent exited:\n%s", a.stderr.String())
+		select {
+		case <-a.done:
+			t.Fatalf("agent exited (%v):\n%s", a.err, a.stderr.String())
+		default:
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
