@@ -36,8 +36,16 @@ test-privileged: ## the privileged tests, failing instead of skipping when they 
 	$(SUDO) env "PATH=$$PATH" CONNWATCH_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -v ./test/
 
 .PHONY: fuzz
-fuzz: ## run each fuzz target for FUZZTIME (default 20s)
+fuzz: ## run each fuzz target (decoder, config parser) for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+
+SOAK_DURATION ?= 10m
+SOAK_RATE     ?= 500
+
+.PHONY: soak
+soak: build ## run the agent SOAK_DURATION (10m) at SOAK_RATE connections/s against a local OTLP receiver; report RSS, goroutines, counters
+	$(SUDO) $(GO) run ./test/soak -bin $(BIN) -duration $(SOAK_DURATION) -rate $(SOAK_RATE)
 
 .PHONY: deps
 deps: ## install the Debian packages that `make generate` needs (clang, llvm, libbpf-dev)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -191,6 +192,10 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 	c := t.c
 
 	p.gauge("connwatch_attach_mode", "The attach mode in use (value 1).", 1, "mode", c.attachedMode)
+	p.gauge("connwatch_goroutines", "Goroutines of the agent.", float64(runtime.NumGoroutine()))
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	p.gauge("connwatch_go_heap_bytes", "Bytes of allocated heap objects.", float64(ms.HeapAlloc))
 	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf buffer.", c.samplesRead.Load())
 	for i, id := range eventIDs {
 		p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[i].Load(), "event_id", strconv.Itoa(int(id)))
