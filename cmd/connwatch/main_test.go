@@ -125,68 +125,94 @@ func TestNotRoot(t *testing.T) {
 	}
 }
 
-// The agent prints a JSON line for a connection made while it runs and
-// exits 0 on SIGTERM.
-func TestRunPrintsConnections(t *testing.T) {
-	requireRoot(t)
-	cmd := command(t, "-attach", "tracepoint", "-format", "events")
+// started is the command running with its stdout decoded line by line.
+type started struct {
+	cmd    *exec.Cmd
+	lines  chan map[string]any
+	stderr *bytes.Buffer // read it only after the command has exited
+}
+
+// start runs `connwatch args...` with env added and decodes its stdout.
+func start(t *testing.T, env []string, args ...string) *started {
+	t.Helper()
+	cmd := command(t, args...)
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	s := &started{cmd: cmd, lines: make(chan map[string]any, 256), stderr: &bytes.Buffer{}}
+	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	lines := make(chan map[string]any, 64)
+	t.Cleanup(func() { cmd.Process.Kill() })
 	go func() {
 		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			var m map[string]any
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 				t.Errorf("stdout line is not JSON: %q", sc.Text())
 				continue
 			}
-			lines <- m
+			s.lines <- m
 		}
-		close(lines)
+		close(s.lines)
 	}()
+	return s
+}
 
-	// Connect until the agent has attached and reports us.
-	port := float64(ln.Addr().(*net.TCPAddr).Port)
-	deadline := time.Now().Add(10 * time.Second)
-	var got map[string]any
-	for got == nil && time.Now().Before(deadline) {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
+// connectUntil connects to ln until match accepts a line or timeout passes.
+func (s *started) connectUntil(t *testing.T, ln net.Listener, timeout time.Duration, match func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
+			c.Close()
 		}
-		c.Close()
-		timeout := time.After(200 * time.Millisecond)
-	wait:
+		wait := time.After(300 * time.Millisecond)
+	read:
 		for {
 			select {
-			case m := <-lines:
-				if m["remote_port"] == port && m["host_pid"] == float64(os.Getpid()) && m["event"] == "connwatch.tcp.connect" {
-					got = m
-					break wait
+			case m := <-s.lines:
+				if match(m) {
+					return m
 				}
-			case <-timeout:
-				break wait
+			case <-wait:
+				break read
 			}
 		}
 	}
-	if got == nil {
-		t.Fatalf("no JSON line for our connection; stderr:\n%s", stderr.String())
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	t.Fatalf("no matching line within %v; stderr:\n%s", timeout, s.stderr.String())
+	return nil
+}
+
+// stop sends SIGTERM and expects exit status 0.
+func (s *started) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v, want exit 0; stderr:\n%s", err, s.stderr.String())
 	}
+}
+
+// The agent prints a JSON line for a connection made while it runs and
+// exits 0 on SIGTERM.
+func TestRunPrintsConnections(t *testing.T) {
+	requireRoot(t)
+	s := start(t, nil, "-attach", "tracepoint", "-format", "events")
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := float64(ln.Addr().(*net.TCPAddr).Port)
+	got := s.connectUntil(t, ln, 10*time.Second, func(m map[string]any) bool {
+		return m["remote_port"] == port && m["host_pid"] == float64(os.Getpid()) && m["event"] == "connwatch.tcp.connect"
+	})
 	for k, want := range map[string]any{
 		"event": "connwatch.tcp.connect", "event_id": 400.0, "protocol": "TCP",
 		"remote_addr": "127.0.0.1", "local_addr": "127.0.0.1", "mode": "tracepoint",
@@ -199,13 +225,9 @@ func TestRunPrintsConnections(t *testing.T) {
 	if ts, err := time.Parse(time.RFC3339Nano, got["time"].(string)); err != nil || time.Since(ts) > time.Minute || time.Since(ts) < -time.Minute {
 		t.Errorf("time %v is not a current RFC 3339 time (%v)", got["time"], err)
 	}
-
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("after SIGTERM: %v, want exit 0; stderr:\n%s", err, stderr.String())
-	}
-	if !strings.Contains(stderr.String(), "probes attached") || !strings.Contains(stderr.String(), "mode=tracepoint") {
-		t.Errorf("the chosen mode is not logged at start:\n%s", stderr.String())
+	s.stop(t)
+	if !strings.Contains(s.stderr.String(), "probes attached") || !strings.Contains(s.stderr.String(), "mode=tracepoint") {
+		t.Errorf("the chosen mode is not logged at start:\n%s", s.stderr.String())
 	}
 }
 
@@ -213,67 +235,20 @@ func TestRunPrintsConnections(t *testing.T) {
 // records and spans as JSON lines, under the workload's resource.
 func TestRunPrintsOTelLines(t *testing.T) {
 	requireRoot(t)
-	cmd := command(t)
-	cmd.Env = append(cmd.Env, "OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT=")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	lines := make(chan map[string]any, 256)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				lines <- m
-			}
-		}
-		close(lines)
-	}()
+	s := start(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="})
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	port := float64(ln.Addr().(*net.TCPAddr).Port)
-
-	var span map[string]any
-	deadline := time.Now().Add(15 * time.Second)
-	for span == nil && time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp4", ln.Addr().String()); err == nil {
-			c.Close()
-		}
-		timeout := time.After(500 * time.Millisecond)
-	wait:
-		for {
-			select {
-			case m := <-lines:
-				res, _ := m["resource"].(map[string]any)
-				attrs, _ := m["attributes"].(map[string]any)
-				if m["type"] == "span" && res["process.pid"] == float64(os.Getpid()) && attrs["server.port"] == port {
-					span = m
-					break wait
-				}
-			case <-timeout:
-				break wait
-			}
-		}
-	}
-	if span == nil {
-		t.Fatalf("no span line for our connection; stderr:\n%s", stderr.String())
-	}
-	if span["name"] != "tcp connect" || span["kind"] != "client" || span["status"] == "error" {
+	span := s.connectUntil(t, ln, 15*time.Second, func(m map[string]any) bool {
+		res, _ := m["resource"].(map[string]any)
+		attrs, _ := m["attributes"].(map[string]any)
+		return m["type"] == "span" && m["kind"] == "client" && res["process.pid"] == float64(os.Getpid()) && attrs["server.port"] == port
+	})
+	if span["name"] != "tcp connect" || span["status"] == "error" {
 		t.Errorf("span %v", span)
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("after SIGTERM: %v; stderr:\n%s", err, stderr.String())
-	}
+	s.stop(t)
 }
