@@ -148,8 +148,12 @@ func kprobesAvailable() error {
 // mounted: classic tracepoints are found by their id there.
 func ensureTracefs() error {
 	for _, p := range []string{"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"} {
-		if _, err := os.Stat(p); err == nil {
+		_, err := os.Stat(p)
+		if err == nil {
 			return nil
+		}
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("tracefs is mounted but %s is not readable (CAP_DAC_READ_SEARCH missing?): %w", p, err)
 		}
 	}
 	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {

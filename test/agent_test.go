@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +79,16 @@ type agentProc struct {
 	stderr *lockedBuffer
 	done   chan struct{} // closed when the process has exited
 	err    error         // its exit error, once done
+	nLines atomic.Int64  // stdout lines read
+}
+
+// agentOpts say how launchAgent runs the agent.
+type agentOpts struct {
+	bin   string               // default: agentBinary(t)
+	attr  *syscall.SysProcAttr // e.g. another user and ambient capabilities
+	env   []string             // added to the environment
+	ready bool                 // wait until it has written its first visibility map
+	clean bool                 // at cleanup, SIGTERM must end it with status 0
 }
 
 // exited waits up to d for the agent to exit and returns its exit error;
@@ -99,15 +110,32 @@ func startAgent(t *testing.T, args ...string) *agentProc {
 }
 
 // startAgentEnv runs `connwatch args...` with env added to the
-// environment.
+// environment, waits until it is ready, and at the end stops it with
+// SIGTERM, expecting exit status 0.
 func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 	t.Helper()
 	requireRoot(t)
-	cmd := exec.Command(agentBinary(t), args...)
-	cmd.Env = append(append(os.Environ(), "CONNWATCH_ATTACH="), env...)
-	if m := os.Getenv("CONNWATCH_ATTACH"); m != "" {
-		cmd.Args = append(cmd.Args, "-attach", m)
+	if !hasConfig(args) {
+		// The default telemetry port may be taken on a test machine.
+		args = append(args, "-c", writeTempConfig(t, "telemetry:\n  listen: \"\"\n"))
 	}
+	if m := os.Getenv("CONNWATCH_ATTACH"); m != "" {
+		args = append(args, "-attach", m)
+	}
+	return launchAgent(t, agentOpts{env: env, ready: true, clean: true}, args...)
+}
+
+// launchAgent runs the agent binary with args as o says. Its stdout lines
+// arrive decoded on lines; at cleanup it is stopped (or killed) if still
+// running.
+func launchAgent(t *testing.T, o agentOpts, args ...string) *agentProc {
+	t.Helper()
+	if o.bin == "" {
+		o.bin = agentBinary(t)
+	}
+	cmd := exec.Command(o.bin, args...)
+	cmd.Env = append(append(os.Environ(), "CONNWATCH_ATTACH="), o.env...)
+	cmd.SysProcAttr = o.attr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +143,7 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 	a := &agentProc{cmd: cmd, lines: make(chan map[string]any, 4096), stderr: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = a.stderr
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("starting %s: %v", o.bin, err)
 	}
 	stop := make(chan struct{})
 	stdoutDone := make(chan struct{})
@@ -129,6 +157,7 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 		sc := bufio.NewScanner(stdout)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
+			a.nLines.Add(1)
 			var m map[string]any
 			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 				t.Errorf("stdout line is not JSON: %q", sc.Text())
@@ -147,6 +176,11 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 		select {
 		case <-a.done: // the test ended it
 		default:
+			if !o.clean {
+				cmd.Process.Kill()
+				<-a.done
+				break
+			}
 			cmd.Process.Signal(syscall.SIGTERM)
 			if err, ok := a.exited(15 * time.Second); !ok {
 				cmd.Process.Kill()
@@ -159,23 +193,49 @@ func startAgentEnv(t *testing.T, env []string, args ...string) *agentProc {
 			t.Logf("agent stderr:\n%s", a.stderr.String())
 		}
 	})
-	a.waitLog(t, "visibility map updated")
+	if o.ready {
+		a.waitLog(t, "visibility map updated")
+	}
 	return a
+}
+
+// wait waits up to d for the agent to exit and returns its exit code.
+func (a *agentProc) wait(t *testing.T, d time.Duration) int {
+	t.Helper()
+	err, ok := a.exited(d)
+	if !ok {
+		t.Fatalf("agent still running after %v:\n%s", d, a.stderr.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("waiting for the agent: %v", err)
+	}
+	return a.cmd.ProcessState.ExitCode()
+}
+
+// stop sends SIGTERM and expects a clean exit, as a user stopping it would.
+func (a *agentProc) stop(t *testing.T) {
+	t.Helper()
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if code := a.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("agent exited %d after SIGTERM, want 0:\n%s", code, a.stderr.String())
+	}
 }
 
 func (a *agentProc) waitLog(t *testing.T, substr string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.After(15 * time.Second)
 	for !strings.Contains(a.stderr.String(), substr) {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent never logged %q:\n%s", substr, a.stderr.String())
-		}
 		select {
 		case <-a.done:
-			t.Fatalf("agent exited (%v):\n%s", a.err, a.stderr.String())
-		default:
+			if strings.Contains(a.stderr.String(), substr) {
+				return
+			}
+			t.Fatalf("agent exited (%v) without logging %q:\n%s", a.err, substr, a.stderr.String())
+		case <-deadline:
+			t.Fatalf("agent never logged %q:\n%s", substr, a.stderr.String())
+		case <-time.After(20 * time.Millisecond):
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -447,4 +507,13 @@ func TestAgentReloadOnFileChange(t *testing.T) {
 	a.waitLine(t, eventTimeout, "a host connection after the file changed", func(m map[string]any) bool {
 		return num(m, "local_port") == lport
 	})
+}
+
+func hasConfig(args []string) bool {
+	for _, a := range args {
+		if a == "-c" || a == "--config" || a == "-config" {
+			return true
+		}
+	}
+	return false
 }

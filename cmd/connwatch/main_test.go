@@ -135,7 +135,12 @@ type started struct {
 // start runs `connwatch args...` with env added and decodes its stdout.
 func start(t *testing.T, env []string, args ...string) *started {
 	t.Helper()
-	cmd := command(t, args...)
+	// The default telemetry port may be taken on a test machine.
+	cfg := filepath.Join(t.TempDir(), "connwatch.yaml")
+	if err := os.WriteFile(cfg, []byte("telemetry:\n  listen: \"\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := command(t, append(args, "-c", cfg)...)
 	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
