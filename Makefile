@@ -47,6 +47,10 @@ SOAK_RATE     ?= 500
 soak: build ## run the agent SOAK_DURATION (10m) at SOAK_RATE connections/s against a local OTLP receiver; report RSS, goroutines, counters
 	$(SUDO) $(GO) run ./test/soak -bin $(BIN) -duration $(SOAK_DURATION) -rate $(SOAK_RATE)
 
+.PHONY: bench
+bench: build ## measure BPF time, connection-rate overhead, loss, user-space throughput and RSS next to bpftrace, then the Go benchmarks (root; ~3 min; BENCH_FLAGS=...)
+	$(SUDO) env "PATH=$$PATH" bench/run.sh
+
 .PHONY: deps
 deps: ## install the Debian packages that `make generate` needs (clang, llvm, libbpf-dev)
 	command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] || \
