@@ -78,6 +78,10 @@ vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels
 	test/vm/matrix.sh --kernels "$(VM_KERNELS)" \
 	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-check.test -test.v -test.count=1
 
+.PHONY: e2e
+e2e: build ## build (cached) and start a real Jaeger v2 and OTel Collector, run the agent against them and check what arrives
+	CONNWATCH_BIN=$(CURDIR)/$(BIN) deploy/e2e/run.sh
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
