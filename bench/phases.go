@@ -1,0 +1,474 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/event"
+)
+
+// ---- part 1: kernel cost per attach mode, in process ----
+
+// modeResult is the kernel cost of one attach mode.
+type modeResult struct {
+	Mode        bpf.Mode
+	Unsupported error // bpf.Open said ErrNotSupported
+	Err         error // any other failure
+	Cost        kernelCost
+	Load        loadResult
+	Samples     uint64 // samples read from the perf buffer
+	Lost        uint64 // samples the reader was told were lost
+	PerfErrors  uint64 // bpf.KernelStats.PerfErrors
+}
+
+// wakeupEvents is what cmd/connwatch passes to bpf.Open.
+const wakeupEvents = 64
+
+func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
+	r := modeResult{Mode: mode}
+	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: o.wakeup})
+	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			r.Unsupported = err
+		} else {
+			r.Err = err
+		}
+		return r
+	}
+	ps := progSetOf(probe.Programs())
+
+	// Read like the agent does (decode, nothing more), flushing partial
+	// batches every 100 ms.
+	var samples, lost atomic.Uint64
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		var rec bpf.Record
+		var dec event.Decoder
+		var ev event.Event
+		for {
+			err := probe.Read(&rec)
+			if errors.Is(err, bpf.ErrFlushed) {
+				continue
+			}
+			if err != nil {
+				return
+			}
+			if rec.LostSamples > 0 {
+				lost.Add(rec.LostSamples)
+				continue
+			}
+			if dec.Decode(rec.RawSample, &ev) == nil {
+				samples.Add(1)
+			}
+		}
+	}()
+	stopFlush := make(chan struct{})
+	var flushWG sync.WaitGroup
+	flushWG.Go(func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopFlush:
+				return
+			case <-t.C:
+				probe.Flush()
+			}
+		}
+	})
+
+	before, err := ps.stats()
+	if err == nil {
+		r.Load = srv.observed(ps, o.workers, o.kernelDur, o.maxConns)
+		var after []progStat
+		if after, err = ps.stats(); err == nil {
+			r.Cost = costBetween(before, after, r.Load.Conns)
+		}
+	}
+	if err != nil {
+		r.Err = err
+	}
+	time.Sleep(200 * time.Millisecond) // let the reader drain
+	if ks, kerr := probe.KernelStats(); kerr == nil {
+		r.PerfErrors = ks.PerfErrors
+	}
+	close(stopFlush)
+	flushWG.Wait()
+	probe.Close()
+	<-readDone
+	r.Samples, r.Lost = samples.Load(), lost.Load()
+	return r
+}
+
+// emptyCost measures the floor: a program that does nothing, on the same
+// raw tracepoint.
+func emptyCost(srv *server, o options) (kernelCost, error) {
+	ps, detach, err := emptyProgram()
+	if err != nil {
+		return kernelCost{}, err
+	}
+	defer detach()
+	before, err := ps.stats()
+	if err != nil {
+		return kernelCost{}, err
+	}
+	lr := srv.observed(ps, o.workers, o.kernelDur, o.maxConns)
+	after, err := ps.stats()
+	if err != nil {
+		return kernelCost{}, err
+	}
+	return costBetween(before, after, lr.Conns), nil
+}
+
+// ---- the agent as a separate process ----
+
+type agentProc struct {
+	*child
+	progs *progSet // the BPF programs the agent holds
+}
+
+// agentConfig writes the agent's config file: defaults, except that the
+// agent's own metrics endpoint is off (no port clash with a running
+// agent). It returns "" when this build of the agent does not accept it.
+func agentConfig(o options) (string, error) {
+	path := filepath.Join(o.dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte("telemetry:\n  listen: \"\"\n"), 0o644); err != nil {
+		return "", err
+	}
+	out, err := exec.Command(o.agent, "config", "validate", "-c", path).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "note: the agent does not accept %s (%s); running it with defaults\n", path, strings.TrimSpace(string(out)))
+		return "", nil
+	}
+	return path, nil
+}
+
+// startAgent runs bin/connwatch exporting OTLP to rcv and waits until its
+// probes are attached (see warmUp for the export path). With rcv nil, the agent runs with -format events and its standard
+// output goes to /dev/null: the user-space path without OpenTelemetry.
+func startAgent(o options, rcv *receiver, name string) (*agentProc, error) {
+	var args []string
+	if o.agentConfig != "" {
+		args = append(args, "-c", o.agentConfig)
+	}
+	env := cleanEnv()
+	if rcv != nil {
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.endpoint())
+	} else {
+		args = append(args, "-format", "events")
+	}
+	cmd := exec.Command(o.agent, args...)
+	cmd.Env = env
+	if rcv == nil {
+		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, err
+		}
+		defer devnull.Close() // the child has its own copy once started
+		cmd.Stdout = devnull
+	}
+	c, err := startChild("agent", cmd, filepath.Join(o.dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	a := &agentProc{child: c}
+	if _, err := c.out.waitLine("probes attached", 60*time.Second, c.alive); err != nil {
+		c.stop(5 * time.Second)
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	ps, err := programsOf(c.pid())
+	if err != nil {
+		c.stop(5 * time.Second)
+		return nil, fmt.Errorf("agent's BPF programs: %w", err)
+	}
+	if len(ps.progs) == 0 {
+		c.stop(5 * time.Second)
+		return nil, errors.New("the agent says its probes are attached but holds no BPF program")
+	}
+	a.progs = ps
+	return a, nil
+}
+
+// warmUp makes one connection and waits until its client span reaches the
+// receiver: the export path is up.
+func warmUp(rcv *receiver, srv *server, alive func() error) error {
+	if err := rcv.watchPort(srv.port); err != nil {
+		return err
+	}
+	base, err := rcv.counts()
+	if err != nil {
+		return err
+	}
+	if err := srv.dialOnce(); err != nil {
+		return fmt.Errorf("warm-up connection: %w", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := rcv.counts()
+		if err != nil {
+			return err
+		}
+		if c.ClientSpans > base.ClientSpans {
+			return nil
+		}
+		if err := alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the warm-up connection's span did not reach the OTLP receiver within 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// stopAgent stops the agent with SIGTERM (it flushes its exports) and
+// parses its log.
+func (a *agentProc) stopAndParse() (agentLog, error) {
+	err := a.stop(30 * time.Second)
+	a.progs.close()
+	a.progs = nil
+	l := parseAgentLog(a.out.snapshot())
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return l, err
+	}
+	if err != nil {
+		return l, fmt.Errorf("agent exited with %v; its last lines:\n%s", err, indent(a.out.tail(15)))
+	}
+	return l, nil
+}
+
+// cleanEnv is the environment without OTEL_* variables, so that the
+// agent runs with default export settings whatever the caller's shell has.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "OTEL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// ---- part 2: connection rate with and without ----
+
+// rateRun is one run of the generator with something observing.
+type rateRun struct {
+	Load      loadResult
+	Kernel    kernelCost // BPF time of the observer's programs in this run
+	CPU       float64    // observer's CPU, cores (-1: unknown)
+	HelperCPU float64    // the OTLP receiver's CPU, cores
+	Mem       memStatus
+	Err       error
+}
+
+// agentRateRun runs the generator with the agent exporting OTLP to rcv,
+// or with rcv nil, printing -format events to /dev/null.
+func agentRateRun(srv *server, rcv *receiver, o options) (r rateRun, l agentLog) {
+	name := "agent-rate"
+	if rcv == nil {
+		name = "agent-events"
+	}
+	a, err := startAgent(o, rcv, name)
+	if err != nil {
+		r.Err = err
+		return
+	}
+	defer a.stop(10 * time.Second)
+	if rcv != nil {
+		err = warmUp(rcv, srv, a.alive)
+	} else {
+		err = srv.dialOnce()
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		r.Err = err
+		return
+	}
+	before, err := a.progs.stats()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	cpu := startCPU(a.pid())
+	hcpu := cpuMeter{}
+	if rcv != nil {
+		hcpu = startCPU(rcv.pid())
+	}
+	r.Load = srv.observed(a.progs, o.workers, o.rateDur, o.maxConns)
+	r.CPU, r.HelperCPU = cpu.cores(), hcpu.cores()
+	r.Mem, _ = readMem(a.pid())
+	after, err := a.progs.stats()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	r.Kernel = costBetween(before, after, r.Load.Conns)
+	l, err = a.stopAndParse()
+	if err != nil {
+		r.Err = err
+	}
+	return
+}
+
+// bpftraceScript prints every socket entering SYN_SENT (a connect).
+const bpftraceScript = `tracepoint:sock:inet_sock_set_state /args->newstate == 2/ { printf("%s %d %d\n", comm, pid, args->dport); }`
+
+func bpftraceRateRun(srv *server, o options) (r rateRun) {
+	if o.bpftrace == "" {
+		r.Err = errors.New("bpftrace not found (install the Debian package bpftrace)")
+		return
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		r.Err = err
+		return
+	}
+	defer devnull.Close()
+	cmd := exec.Command(o.bpftrace, "-e", bpftraceScript)
+	cmd.Stdout = devnull
+	c, err := startChild("bpftrace", cmd, filepath.Join(o.dir, "bpftrace.log"))
+	if err != nil {
+		r.Err = err
+		return
+	}
+	defer c.stop(10 * time.Second)
+	ps, err := waitProgramsOf(c.pid(), 60*time.Second, c.alive)
+	if err != nil {
+		r.Err = fmt.Errorf("bpftrace: %w", err)
+		return
+	}
+	defer ps.close()
+	// Loaded is not attached yet: wait until a connection runs it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		srv.dialOnce()
+		st, err := ps.stats()
+		if err != nil {
+			r.Err = err
+			return
+		}
+		var runs uint64
+		for _, s := range st {
+			runs += s.Runs
+		}
+		if runs > 0 {
+			break
+		}
+		if err := c.alive(); err != nil {
+			r.Err = err
+			return
+		}
+		if time.Now().After(deadline) {
+			r.Err = errors.New("bpftrace's program never ran within 20s of loading")
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	before2, err := ps.stats()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	cpu := startCPU(c.pid())
+	r.Load = srv.observed(ps, o.workers, o.rateDur, o.maxConns)
+	r.CPU = cpu.cores()
+	r.Mem, _ = readMem(c.pid())
+	after, err := ps.stats()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	r.Kernel = costBetween(before2, after, r.Load.Conns)
+	return
+}
+
+// ---- part 3 and 5: loss over a long run at full speed, and RSS ----
+
+type lossRun struct {
+	Load      loadResult
+	Log       agentLog
+	Expected  counts
+	Delivered counts
+	IdleMem   memStatus // after start, before any load
+	PeakRSS   uint64    // highest VmRSS sampled during the run
+	EndMem    memStatus // at the end of the load (VmHWM: the peak)
+	CPU       float64
+	HelperCPU float64
+	Err       error
+}
+
+func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
+	a, err := startAgent(o, rcv, "agent-loss")
+	if err != nil {
+		r.Err = err
+		return
+	}
+	defer a.stop(10 * time.Second)
+	time.Sleep(o.idle)
+	if r.IdleMem, err = readMem(a.pid()); err != nil {
+		r.Err = err
+		return
+	}
+	if err := warmUp(rcv, srv, a.alive); err != nil {
+		r.Err = err
+		return
+	}
+	base, err := rcv.counts()
+	if err != nil {
+		r.Err = err
+		return
+	}
+	stopSampling := make(chan struct{})
+	var peak atomic.Uint64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+				if m, err := readMem(a.pid()); err == nil && m.RSS > peak.Load() {
+					peak.Store(m.RSS)
+				}
+			}
+		}
+	})
+	cpu, hcpu := startCPU(a.pid()), startCPU(rcv.pid())
+	r.Load = srv.observed(a.progs, o.workers, o.lossDur, o.maxConns)
+	r.CPU, r.HelperCPU = cpu.cores(), hcpu.cores()
+	close(stopSampling)
+	wg.Wait()
+	r.EndMem, _ = readMem(a.pid())
+	r.PeakRSS = max(peak.Load(), r.EndMem.RSS)
+	// SIGTERM: the agent flushes what it has queued, then logs its
+	// counters.
+	r.Log, err = a.stopAndParse()
+	if err != nil {
+		r.Err = err
+	}
+	n := r.Load.Conns
+	r.Expected = counts{ClientSpans: n, ConnectLogs: n, ResultLogs: n, ServerSpans: n, AcceptLogs: n}
+	if r.Log.AcceptSkipped {
+		r.Expected.ServerSpans, r.Expected.AcceptLogs = 0, 0
+	}
+	got, err := rcv.settle(r.Expected.records(), base, 2*time.Second, 15*time.Second)
+	if err != nil && r.Err == nil {
+		r.Err = err
+	}
+	r.Delivered = got.sub(base)
+	return
+}

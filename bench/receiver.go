@@ -1,0 +1,457 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+)
+
+// The OTLP receiver runs in a helper process (this binary, `receiver`
+// subcommand) so that its CPU is not charged to the bench's measurements
+// and the single-core user-space run keeps its core to itself. It answers
+// the OTLP/gRPC trace and logs Export methods, like otel/otlptest, but
+// counts records instead of keeping them (a 30 s run at full speed
+// delivers millions), scanning the protobuf wire format rather than
+// decoding it, so that it takes as little as possible of the CPU the
+// agent and the load generator share with it.
+//
+// Protocol on the helper's stdin/stdout, one line each way:
+//
+//	helper:  "listening 127.0.0.1:PORT"
+//	bench:   "port N"   count records whose server.port is N (0: all)
+//	bench:   "counts"   helper answers one JSON line of counts
+//	bench:   EOF        helper exits
+
+// counts are the records a receiver got for the port it watches.
+type counts struct {
+	ClientSpans uint64 `json:"client_spans"` // "tcp connect"
+	ServerSpans uint64 `json:"server_spans"` // "tcp accept"
+	ConnectLogs uint64 `json:"connect_logs"` // connwatch.tcp.connect
+	ResultLogs  uint64 `json:"result_logs"`  // connwatch.tcp.connect.result
+	AcceptLogs  uint64 `json:"accept_logs"`  // connwatch.tcp.accept
+	Spans       uint64 `json:"spans"`        // every span received, any port
+	Logs        uint64 `json:"logs"`         // every log record received, any port
+	Requests    uint64 `json:"requests"`
+}
+
+func (c counts) add(o counts) counts {
+	return counts{
+		ClientSpans: c.ClientSpans + o.ClientSpans, ServerSpans: c.ServerSpans + o.ServerSpans,
+		ConnectLogs: c.ConnectLogs + o.ConnectLogs, ResultLogs: c.ResultLogs + o.ResultLogs,
+		AcceptLogs: c.AcceptLogs + o.AcceptLogs, Spans: c.Spans + o.Spans, Logs: c.Logs + o.Logs,
+		Requests: c.Requests + o.Requests,
+	}
+}
+
+func (c counts) sub(o counts) counts {
+	return counts{
+		ClientSpans: c.ClientSpans - o.ClientSpans, ServerSpans: c.ServerSpans - o.ServerSpans,
+		ConnectLogs: c.ConnectLogs - o.ConnectLogs, ResultLogs: c.ResultLogs - o.ResultLogs,
+		AcceptLogs: c.AcceptLogs - o.AcceptLogs, Spans: c.Spans - o.Spans, Logs: c.Logs - o.Logs,
+		Requests: c.Requests - o.Requests,
+	}
+}
+
+// records is every record of the watched port.
+func (c counts) records() uint64 {
+	return c.ClientSpans + c.ServerSpans + c.ConnectLogs + c.ResultLogs + c.AcceptLogs
+}
+
+type countingReceiver struct {
+	mu   sync.Mutex
+	port int64
+	c    counts
+}
+
+// OTLP/gRPC method names.
+const (
+	traceExport = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+	logsExport  = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+)
+
+// rawCodec hands request bytes to the receiver's wire scanner instead of
+// decoding them into proto structs, which would cost the receiver (on
+// the same cores as the agent) several times more CPU. Responses are
+// empty messages: a valid Export*ServiceResponse.
+type rawCodec struct{}
+
+type rawRequest struct {
+	r      *countingReceiver
+	method string
+	err    error
+}
+
+func (rawCodec) Marshal(any) ([]byte, error) { return nil, nil }
+func (rawCodec) Name() string                { return "proto" }
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	req, ok := v.(*rawRequest)
+	if !ok {
+		return fmt.Errorf("unexpected message %T", v)
+	}
+	var c counts
+	var err error
+	req.r.mu.Lock()
+	port := req.r.port
+	req.r.mu.Unlock()
+	switch req.method {
+	case traceExport:
+		err = scanTraces(data, port, &c)
+	case logsExport:
+		err = scanLogs(data, port, &c)
+	default:
+		return fmt.Errorf("unknown method %s", req.method)
+	}
+	if err != nil {
+		return err
+	}
+	c.Requests = 1
+	req.r.mu.Lock()
+	req.r.c = req.r.c.add(c)
+	req.r.mu.Unlock()
+	return nil
+}
+
+func (r *countingReceiver) handle(_ any, stream grpc.ServerStream) error {
+	method, _ := grpc.MethodFromServerStream(stream)
+	if method != traceExport && method != logsExport {
+		return grpcstatus.Errorf(codes.Unimplemented, "%s", method)
+	}
+	req := &rawRequest{r: r, method: method}
+	if err := stream.RecvMsg(req); err != nil {
+		return err
+	}
+	return stream.SendMsg(req)
+}
+
+// consumeVarint decodes a protobuf varint; n < 0 when b ends inside it.
+func consumeVarint(b []byte) (v uint64, n int) {
+	for i := 0; i < len(b) && i < 10; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i] < 0x80 {
+			return v, i + 1
+		}
+	}
+	return 0, -1
+}
+
+var errWire = errors.New("malformed protobuf")
+
+// fields calls f for each field of the protobuf message b: its number and
+// either its bytes (length-delimited) or its value (varint).
+func fields(b []byte, f func(num uint64, val []byte, u uint64) error) error {
+	for len(b) > 0 {
+		tag, n := consumeVarint(b)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		var val []byte
+		var u uint64
+		switch tag & 7 {
+		case 0: // varint
+			u, n = consumeVarint(b)
+		case 1: // fixed64
+			n = 8
+		case 2: // length-delimited
+			var l uint64
+			l, n = consumeVarint(b)
+			if n >= 0 {
+				if l > uint64(len(b)-n) {
+					return errWire
+				}
+				val = b[n : n+int(l)]
+				n += int(l)
+			}
+		case 5: // fixed32
+			n = 4
+		default: // groups are not used by OTLP
+			return errWire
+		}
+		if n < 0 || n > len(b) {
+			return errWire
+		}
+		b = b[n:]
+		if err := f(tag>>3, val, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nested calls f for each message in field num of b, two levels down
+// (ResourceSpans → ScopeSpans → Span; ResourceLogs → ScopeLogs →
+// LogRecord: field 1, then 2, then 2).
+func nested(b []byte, f func(rec []byte) error) error {
+	return fields(b, func(num uint64, res []byte, _ uint64) error {
+		if num != 1 {
+			return nil
+		}
+		return fields(res, func(num uint64, scope []byte, _ uint64) error {
+			if num != 2 {
+				return nil
+			}
+			return fields(scope, func(num uint64, rec []byte, _ uint64) error {
+				if num != 2 {
+					return nil
+				}
+				return f(rec)
+			})
+		})
+	})
+}
+
+// intAttrs reads the int values of the attributes server.port and
+// connwatch.event_id from the KeyValue messages in field attrField of rec.
+func intAttrs(rec []byte, attrField uint64, name *[]byte) (port, id int64, err error) {
+	port, id = -1, -1
+	err = fields(rec, func(num uint64, val []byte, _ uint64) error {
+		if name != nil && num == 5 {
+			*name = val
+		}
+		if num != attrField {
+			return nil
+		}
+		var key []byte
+		var iv int64 = -1
+		err := fields(val, func(num uint64, v []byte, _ uint64) error {
+			switch num {
+			case 1:
+				key = v
+			case 2:
+				return fields(v, func(num uint64, _ []byte, u uint64) error {
+					if num == 3 { // AnyValue.int_value
+						iv = int64(u)
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+		switch string(key) {
+		case "server.port":
+			port = iv
+		case "connwatch.event_id":
+			id = iv
+		}
+		return err
+	})
+	return
+}
+
+// scanTraces counts the spans of an ExportTraceServiceRequest.
+func scanTraces(b []byte, watch int64, c *counts) error {
+	return nested(b, func(span []byte) error {
+		var name []byte
+		port, _, err := intAttrs(span, 9, &name) // Span.name = 5, attributes = 9
+		if err != nil {
+			return err
+		}
+		c.Spans++
+		if watch != 0 && port != watch {
+			return nil
+		}
+		switch string(name) {
+		case "tcp connect":
+			c.ClientSpans++
+		case "tcp accept":
+			c.ServerSpans++
+		}
+		return nil
+	})
+}
+
+// scanLogs counts the log records of an ExportLogsServiceRequest.
+func scanLogs(b []byte, watch int64, c *counts) error {
+	return nested(b, func(rec []byte) error {
+		port, id, err := intAttrs(rec, 6, nil) // LogRecord.attributes = 6
+		if err != nil {
+			return err
+		}
+		c.Logs++
+		if watch != 0 && port != watch {
+			return nil
+		}
+		switch id {
+		case 400, 402:
+			c.ConnectLogs++
+		case 410, 412:
+			c.ResultLogs++
+		case 401, 403:
+			c.AcceptLogs++
+		}
+		return nil
+	})
+}
+
+// serveReceiver serves a countingReceiver on lis.
+func serveReceiver(lis net.Listener) (*countingReceiver, *grpc.Server) {
+	r := &countingReceiver{}
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(64<<20), grpc.ForceServerCodec(rawCodec{}),
+		grpc.UnknownServiceHandler(r.handle))
+	go srv.Serve(lis)
+	return r, srv
+}
+
+func (r *countingReceiver) counts() counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.c
+}
+
+func (r *countingReceiver) watch(port int64) {
+	r.mu.Lock()
+	r.port = port
+	r.mu.Unlock()
+}
+
+// receiverMain is the helper process.
+func receiverMain() int {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "receiver:", err)
+		return 1
+	}
+	r, srv := serveReceiver(lis)
+	fmt.Printf("listening %s\n", lis.Addr())
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+		switch cmd {
+		case "port":
+			p, _ := strconv.ParseInt(arg, 10, 64)
+			r.watch(p)
+			fmt.Println("ok")
+		case "counts":
+			b, _ := json.Marshal(r.counts())
+			fmt.Println(string(b))
+		}
+	}
+	srv.Stop()
+	return 0
+}
+
+// receiver is the bench's handle on the helper.
+type receiver struct {
+	*child
+	addr string
+	in   io.WriteCloser
+	out  *bufio.Scanner
+}
+
+func startReceiver(dir string) (*receiver, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "receiver")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c, err := startChild("OTLP receiver", cmd, filepath.Join(dir, "receiver.log"))
+	if err != nil {
+		return nil, err
+	}
+	r := &receiver{child: c, in: in, out: bufio.NewScanner(outPipe)}
+	line, err := r.readLine(10 * time.Second)
+	if err != nil {
+		c.stop(time.Second)
+		return nil, fmt.Errorf("OTLP receiver: %w", err)
+	}
+	addr, ok := strings.CutPrefix(line, "listening ")
+	if !ok {
+		c.stop(time.Second)
+		return nil, fmt.Errorf("OTLP receiver: unexpected first line %q", line)
+	}
+	r.addr = addr
+	return r, nil
+}
+
+func (r *receiver) endpoint() string { return "http://" + r.addr }
+
+func (r *receiver) readLine(timeout time.Duration) (string, error) {
+	ch := make(chan bool, 1)
+	go func() { ch <- r.out.Scan() }()
+	select {
+	case ok := <-ch:
+		if !ok {
+			return "", fmt.Errorf("helper closed its output: %v", r.out.Err())
+		}
+		return r.out.Text(), nil
+	case <-time.After(timeout):
+		return "", fmt.Errorf("no answer from the helper within %s", timeout)
+	}
+}
+
+func (r *receiver) watchPort(port int) error {
+	if _, err := fmt.Fprintf(r.in, "port %d\n", port); err != nil {
+		return err
+	}
+	_, err := r.readLine(5 * time.Second)
+	return err
+}
+
+func (r *receiver) counts() (counts, error) {
+	var c counts
+	if _, err := fmt.Fprintln(r.in, "counts"); err != nil {
+		return c, fmt.Errorf("OTLP receiver: %w", err)
+	}
+	line, err := r.readLine(5 * time.Second)
+	if err != nil {
+		return c, fmt.Errorf("OTLP receiver: %w", err)
+	}
+	err = json.Unmarshal([]byte(line), &c)
+	return c, err
+}
+
+// settle waits until the receiver's counts stop changing for quiet, or
+// until want records (of the watched port) arrived, or timeout.
+func (r *receiver) settle(want uint64, base counts, quiet, timeout time.Duration) (counts, error) {
+	deadline := time.Now().Add(timeout)
+	last, err := r.counts()
+	if err != nil {
+		return last, err
+	}
+	lastChange := time.Now()
+	for {
+		if last.sub(base).records() >= want || time.Now().After(deadline) || time.Since(lastChange) >= quiet {
+			return last, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+		c, err := r.counts()
+		if err != nil {
+			return last, err
+		}
+		if c != last {
+			last, lastChange = c, time.Now()
+		}
+	}
+}
+
+func (r *receiver) close() {
+	r.in.Close()
+	select {
+	case <-r.done:
+	case <-time.After(3 * time.Second):
+		r.stop(time.Second)
+	}
+}
