@@ -16,8 +16,9 @@
 //   tracepoint  raw tracepoint sock/inet_sock_set_state for the attempt
 //               (CLOSE->SYN_SENT runs in the connecting task, but before
 //               inet_hash_connect() picks the source port, so the attempt
-//               is sent when the socket leaves SYN_SENT) and the syscall
-//               tracepoints sys_exit_accept(4) for accepts.
+//               is sent with its result, when the socket leaves SYN_SENT,
+//               as one TCP_CONNECT_AND_RESULT(_v6) 411/413 sample) and the
+//               syscall tracepoints sys_exit_accept(4) for accepts.
 // In every mode the outcome comes from inet_sock_set_state leaving
 // SYN_SENT, which often runs in softirq: the attempt's context is kept per
 // socket in conn_attempts until then.
@@ -93,7 +94,9 @@ enum event_ids {
 	_TCP_CONNECT_v6 = 402,
 	_TCP_ACCEPT_v6 = 403,
 	_TCP_CONNECT_RESULT = 410,
+	_TCP_CONNECT_AND_RESULT = 411, // tracepoint mode: an attempt and its result in one sample
 	_TCP_CONNECT_RESULT_v6 = 412,
+	_TCP_CONNECT_AND_RESULT_v6 = 413,
 };
 
 // Indexes of the `stats` counters (user space reads them as
@@ -384,9 +387,13 @@ static __always_inline bufs_t *get_buf(u32 idx)
 	return bpf_map_lookup_elem(&bufs, &idx);
 }
 
+// set_buf_off writes through the per-CPU array's value pointer: cheaper
+// than a map update helper call.
 static __always_inline void set_buf_off(u32 idx, u32 off)
 {
-	bpf_map_update_elem(&bufs_offset, &idx, &off, BPF_ANY);
+	u32 *p = bpf_map_lookup_elem(&bufs_offset, &idx);
+	if (p)
+		*p = off;
 }
 
 static __always_inline u32 *get_buf_off(u32 idx)
@@ -411,7 +418,9 @@ static __always_inline void save_context_to_buffer(bufs_t *bufs_p, sys_context_t
 	__builtin_memcpy(&bufs_p->buf[0], context, sizeof(sys_context_t));
 }
 
-// save_to_submit_buf appends `type` and then `size` bytes from ptr.
+// save_to_submit_buf appends `type` and then `size` bytes from ptr, which
+// points to the program's own stack (every non-string argument value is
+// built there), so a plain copy does: no helper call.
 static __always_inline int save_to_submit_buf(bufs_t *bufs_p, void *ptr, u32 size, u8 type)
 {
 	u32 *off = get_buf_off(DATA_BUF_TYPE);
@@ -425,10 +434,8 @@ static __always_inline int save_to_submit_buf(bufs_t *bufs_p, void *ptr, u32 siz
 
 	bufs_p->buf[pos & BUF_MASK] = type;
 	pos++;
-	if (bpf_probe_read_kernel(&bufs_p->buf[pos & BUF_MASK], size, ptr) != 0)
-		return 0;
-
-	set_buf_off(DATA_BUF_TYPE, pos + size);
+	__builtin_memcpy(&bufs_p->buf[pos & BUF_MASK], ptr, size);
+	*off = pos + size;
 	return size;
 }
 
@@ -452,7 +459,7 @@ static __always_inline int save_str_to_buf(bufs_t *bufs_p, const char *ptr)
 		return 0;
 
 	__builtin_memcpy(&bufs_p->buf[pos & BUF_MASK], &sz, sizeof(sz));
-	set_buf_off(DATA_BUF_TYPE, str_pos + sz);
+	*off = str_pos + sz;
 	return sz;
 }
 
@@ -472,8 +479,7 @@ static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t
 			save_str_to_buf(bufs_p, ptr);
 			break;
 		case SOCKADDR_T: {
-			u16 family = 0;
-			bpf_probe_read_kernel(&family, sizeof(family), ptr);
+			u16 family = *(u16 *)ptr;
 			if (family == AF_INET)
 				save_to_submit_buf(bufs_p, ptr, sizeof(struct sockaddr_in_t), SOCKADDR_T);
 			else if (family == AF_INET6)
@@ -742,9 +748,19 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 	count(STAT_RESULTS);
 
 	u64 start_ts = context.ts;
+	u32 id_v4 = _TCP_CONNECT_RESULT, id_v6 = _TCP_CONNECT_RESULT_v6;
 	if (attempts_from_tracepoint) {
+		// The attempt goes out with its result, as one sample that user
+		// space splits in two (event.SplitAttempt): a perf write saved
+		// per connection. If visibility hides the attempt, the result
+		// goes alone (and only if it is a failure).
 		context.retval = 0;
-		submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0);
+		if (!skip_context(&context) && !drop_syscall(&context, _NETWORK_PROBE)) {
+			id_v4 = _TCP_CONNECT_AND_RESULT;
+			id_v6 = _TCP_CONNECT_AND_RESULT_v6;
+		} else {
+			count(STAT_DROPPED_VISIBILITY);
+		}
 	}
 
 	if (newstate == TCP_ESTABLISHED) {
@@ -762,7 +778,7 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 			context.retval = -ECONNABORTED;
 	}
 	context.ts = bpf_ktime_get_ns();
-	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT_RESULT, _TCP_CONNECT_RESULT_v6, start_ts);
+	return submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts);
 }
 
 // accept(2)/accept4(2) return: the new fd's socket, in the accepting task.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // sample builds wire-format bytes the way bpf/connwatch.c does.
@@ -307,5 +308,38 @@ func TestOutcome(t *testing.T) {
 	}
 	if ErrnoName(-111) != "ECONNREFUSED" || ErrnoName(0) != "" || ErrnoName(-9999) != "errno 9999" {
 		t.Errorf("ErrnoName: %q %q %q", ErrnoName(-111), ErrnoName(0), ErrnoName(-9999))
+	}
+}
+
+func TestSplitAttempt(t *testing.T) {
+	b := newSample(TCPConnectAndResultV6).str("TCPv6").
+		sockaddr(netip.MustParseAddrPort("[2001:db8::1]:443")).
+		sockaddr(netip.MustParseAddrPort("[2001:db8::2]:40000")).
+		ulong(123000000).bytes()
+	ev, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Time, ev.Start = time.Unix(0, 123456789), time.Unix(0, 123000000)
+	w := &Workload{ExeName: "curl"}
+	ev.Workload = w
+	attempt, ok := ev.SplitAttempt()
+	if !ok {
+		t.Fatal("a 413 sample did not split")
+	}
+	if ev.EventID != TCPConnectResultV6 || ev.Retval != -111 || ev.Duration() != 456789 || !ev.Time.Equal(time.Unix(0, 123456789)) {
+		t.Errorf("result: id %d retval %d duration %v time %v", ev.EventID, ev.Retval, ev.Duration(), ev.Time)
+	}
+	want := Event{
+		KernelTime: 123000000, Time: time.Unix(0, 123000000),
+		PidNS: 4026532000, MntNS: 4026532001, HostPPID: 100, HostPID: 200, PPID: 0, PID: 1, UID: 1000,
+		EventID: TCPConnectV6, ArgNum: 3, Retval: 0, Comm: "curl", Protocol: "TCPv6",
+		Remote: ev.Remote, Local: ev.Local, RemoteFamily: 10, Workload: w,
+	}
+	if attempt != want {
+		t.Errorf("attempt\n got  %+v\n want %+v", attempt, want)
+	}
+	if _, ok := ev.SplitAttempt(); ok {
+		t.Error("a 412 result split again")
 	}
 }

@@ -21,6 +21,11 @@ const (
 	// attempt's timestamp and KernelTime the outcome's.
 	TCPConnectResult   uint32 = 410
 	TCPConnectResultV6 uint32 = 412
+
+	// Wire only: in tracepoint mode the kernel sends an attempt and its
+	// result as one sample; SplitAttempt turns it into the two events.
+	TCPConnectAndResult   uint32 = 411
+	TCPConnectAndResultV6 uint32 = 413
 )
 
 // Name returns the OpenTelemetry event name of an event ID.
@@ -127,4 +132,29 @@ func (e *Event) Duration() time.Duration {
 		return 0
 	}
 	return time.Duration(e.KernelTime - e.StartKernelTime)
+}
+
+// SplitAttempt turns a combined attempt-and-result sample (411/413) into
+// its two events: it rewrites e into the result (410/412) and returns the
+// attempt (400/402) as the kernel would have sent it at tcp_connect. For
+// any other event it returns false and leaves e alone. Call it after the
+// timestamps are converted; Workload is shared.
+func (e *Event) SplitAttempt() (Event, bool) {
+	var attemptID, resultID uint32
+	switch e.EventID {
+	case TCPConnectAndResult:
+		attemptID, resultID = TCPConnect, TCPConnectResult
+	case TCPConnectAndResultV6:
+		attemptID, resultID = TCPConnectV6, TCPConnectResultV6
+	default:
+		return Event{}, false
+	}
+	attempt := *e
+	attempt.EventID = attemptID
+	attempt.ArgNum = 3 // protocol, remote, local
+	attempt.Retval = 0
+	attempt.KernelTime, attempt.Time = e.StartKernelTime, e.Start
+	attempt.StartKernelTime, attempt.Start = 0, time.Time{}
+	e.EventID = resultID
+	return attempt, true
 }

@@ -112,11 +112,20 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 				continue
 			}
 			ev.Time = w.clock.Wall(ev.KernelTime)
-			// Tests that make many connections need not drain them all.
-			select {
-			case w.events <- ev:
-			case <-stop:
-				return
+			if ev.StartKernelTime != 0 {
+				ev.Start = w.clock.Wall(ev.StartKernelTime)
+			}
+			evs := []event.Event{ev}
+			if attempt, ok := ev.SplitAttempt(); ok {
+				evs = []event.Event{attempt, ev}
+			}
+			for _, ev := range evs {
+				// Tests that make many connections need not drain them all.
+				select {
+				case w.events <- ev:
+				case <-stop:
+					return
+				}
 			}
 		}
 	}()

@@ -145,7 +145,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 // logExitCounters logs what the agent read, delivered and dropped, since
 // /metrics goes away with it.
 func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *output, log *slog.Logger) {
-	args := []any{"samples_read", c.samplesRead.Load(), "events_processed", c.processed.Load(),
+	args := []any{"samples_read", c.samplesRead.Load(), "samples_decoded", c.samplesDecoded.Load(), "events_processed", c.processed.Load(),
 		"dropped_reader_queue_full", c.readerDrops.Load(), "dropped_malformed", c.decodeDrops.Load()}
 	var lost uint64
 	for i := range c.lostSamples {
@@ -213,6 +213,23 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 		line []byte
 		werr error
 	)
+	handle := func(ev *event.Event) {
+		c.countEvent(ev.EventID)
+		c.processed.Add(1)
+		if out.pipeline != nil {
+			out.pipeline.Emit(ev)
+			return
+		}
+		if werr != nil {
+			return
+		}
+		line = event.AppendJSON(line[:0], ev, mode)
+		line = append(line, '\n')
+		if _, err := stdout.Write(line); err != nil {
+			werr = fmt.Errorf("writing events to stdout: %w", err)
+			log.Error("stdout closed; events are no longer printed", "err", err)
+		}
+	}
 	for bp := range queue {
 		// Decode copies what it keeps, so the buffer is recycled at once.
 		err := dec.Decode(*bp, &ev)
@@ -223,7 +240,7 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 			log.Warn("bad sample", "bytes", n, "err", err)
 			continue
 		}
-		c.countEvent(ev.EventID)
+		c.samplesDecoded.Add(1)
 		if time.Since(lastSync) > clockResync {
 			clock.Sync()
 			lastSync = time.Now()
@@ -233,20 +250,10 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 			ev.Start = clock.Wall(ev.StartKernelTime)
 		}
 		enr.Enrich(&ev)
-		c.processed.Add(1)
-		if out.pipeline != nil {
-			out.pipeline.Emit(&ev)
-			continue
+		if attempt, ok := ev.SplitAttempt(); ok {
+			handle(&attempt)
 		}
-		if werr != nil {
-			continue
-		}
-		line = event.AppendJSON(line[:0], &ev, mode)
-		line = append(line, '\n')
-		if _, err := stdout.Write(line); err != nil {
-			werr = fmt.Errorf("writing events to stdout: %w", err)
-			log.Error("stdout closed; events are no longer printed", "err", err)
-		}
+		handle(&ev)
 	}
 	return werr
 }

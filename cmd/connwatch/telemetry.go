@@ -34,7 +34,8 @@ type counters struct {
 	samplesRead    atomic.Uint64 // samples taken from the perf buffer
 	readerDrops    atomic.Uint64 // samples dropped: the processing queue was full
 	decodeDrops    atomic.Uint64 // samples dropped: malformed
-	processed      atomic.Uint64 // events decoded, enriched and handed to the output
+	samplesDecoded atomic.Uint64 // samples decoded (one may hold an attempt and its result)
+	processed      atomic.Uint64 // events enriched and handed to the output
 	eventsByID     [len(eventIDs) + 1]atomic.Uint64
 	lostSamples    []atomic.Uint64 // per CPU, from the perf buffer's lost records
 	queueLen       func() int
@@ -197,6 +198,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 	runtime.ReadMemStats(&ms)
 	p.gauge("connwatch_go_heap_bytes", "Bytes of allocated heap objects.", float64(ms.HeapAlloc))
 	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf buffer.", c.samplesRead.Load())
+	p.counter("connwatch_samples_decoded_total", "Samples decoded (in tracepoint mode one sample holds an attempt and its result).", c.samplesDecoded.Load())
 	for i, id := range eventIDs {
 		p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[i].Load(), "event_id", strconv.Itoa(int(id)))
 	}
