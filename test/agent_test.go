@@ -502,7 +502,7 @@ func TestAgentReloadOnFileChange(t *testing.T) {
 	})
 
 	writeConfig(t, path, "visibility:\n  host: [network]\ntelemetry:\n  listen: \"\"\n")
-	a.waitLog(t, `trigger="file changed"`)
+	a.waitLog(t, `msg="config reloaded" trigger="file changed"`)
 	lport = hostConnect(t, ln)
 	a.waitLine(t, eventTimeout, "a host connection after the file changed", func(m map[string]any) bool {
 		return num(m, "local_port") == lport

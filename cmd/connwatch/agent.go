@@ -41,9 +41,10 @@ var monitors = map[string]bpf.Monitor{
 	config.MonitorContainers: bpf.MonitorContainers,
 }
 
-// loadConfig reads the config file (defaults when path is empty) and applies
-// the OpenTelemetry environment variables over it.
-func loadConfig(path string) (*config.Config, error) {
+// loadConfig reads the config file (defaults when path is empty), applies
+// the OpenTelemetry environment variables over it and then the -attach
+// flag, if given.
+func loadConfig(path, attach string) (*config.Config, error) {
 	cfg := config.Default()
 	if path != "" {
 		var err error
@@ -54,18 +55,18 @@ func loadConfig(path string) (*config.Config, error) {
 	if err := cfg.ApplyEnv(os.Getenv); err != nil {
 		return nil, err
 	}
+	if attach != "" {
+		cfg.Probe.Attach = attach
+	}
 	return cfg, nil
 }
 
 // agent loads the probes and prints one JSON line per event until SIGINT or
 // SIGTERM.
 func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
-	cfg, err := loadConfig(o.configPath)
+	cfg, err := loadConfig(o.configPath, o.attach)
 	if err != nil {
 		return err
-	}
-	if o.attach != "" {
-		cfg.Probe.Attach = o.attach
 	}
 	mode, err := bpf.ParseMode(cfg.Probe.Attach)
 	if err != nil {
@@ -117,7 +118,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	defer signal.Stop(sigs)
 	go func() {
 		defer close(controlDone)
-		control(o.configPath, cfg, vis, probe, sigs, stopControl, log)
+		control(o, cfg, vis, probe, sigs, stopControl, log)
 	}()
 
 	// The processing stage: decode, enrich, export. It runs apart from the
@@ -262,8 +263,9 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 // SIGHUP and config-file reloads, and the namespace rescans that keep the
 // visibility map current. It returns on SIGINT/SIGTERM (after closing the
 // probe, which ends the event loop) or when stop is closed.
-func control(path string, cfg *config.Config, vis *visibility, probe *bpf.Probe,
+func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe,
 	sigs <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
+	path := o.configPath
 	flush := time.NewTicker(flushInterval)
 	defer flush.Stop()
 	rescan := time.NewTicker(rescanInterval)
@@ -273,7 +275,7 @@ func control(path string, cfg *config.Config, vis *visibility, probe *bpf.Probe,
 	fileState := statFile(path)
 
 	reload := func(why string) {
-		next, err := loadConfig(path)
+		next, err := loadConfig(path, o.attach)
 		if err != nil {
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return
