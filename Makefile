@@ -25,7 +25,9 @@ run: build ## build and run the agent (JSON lines on stdout; needs root, uses su
 .PHONY: test
 test: ## vet, unit tests, and, as root, the privileged tests (they skip with a reason otherwise)
 	$(GO) vet ./...
-	$(GO) test -count=1 -race ./...
+	@# -p 1: the privileged tests count the machine's connections; other
+	@# packages' tests must not make theirs at the same time.
+	$(GO) test -p 1 -count=1 -race ./...
 
 .PHONY: test-unit
 test-unit: ## unit tests only (no root needed)
