@@ -174,7 +174,11 @@ var samplePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &
 // readSamples drains the perf buffer into queue until the probe is closed.
 // It never blocks on a full queue: the sample is dropped and counted.
 func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.Logger) error {
-	var rec bpf.Record
+	var (
+		rec      bpf.Record
+		lastWarn time.Time
+		unwarned uint64 // lost samples not logged yet
+	)
 	for {
 		err := probe.Read(&rec)
 		if errors.Is(err, bpf.ErrClosed) {
@@ -188,7 +192,12 @@ func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.
 		}
 		if rec.LostSamples > 0 {
 			c.lost(rec.CPU, rec.LostSamples)
-			log.Warn("kernel lost samples: perf buffer full", "cpu", rec.CPU, "lost", rec.LostSamples)
+			// At most one line a second; /metrics has the per-CPU counts.
+			unwarned += rec.LostSamples
+			if time.Since(lastWarn) >= time.Second {
+				log.Warn("kernel lost samples: perf buffer full", "lost", unwarned)
+				unwarned, lastWarn = 0, time.Now()
+			}
 			continue
 		}
 		c.samplesRead.Add(1)
