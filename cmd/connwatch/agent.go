@@ -182,6 +182,9 @@ func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.
 	for {
 		err := probe.Read(&rec)
 		if errors.Is(err, bpf.ErrClosed) {
+			if unwarned > 0 {
+				log.Warn("kernel lost samples: perf buffer full", "lost", unwarned)
+			}
 			return nil
 		}
 		if errors.Is(err, bpf.ErrFlushed) {
