@@ -128,7 +128,7 @@ func TestConnectNamespacedChild(t *testing.T) {
 	child.connect(t, false)
 
 	ev := w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
-		return ev.HostPID == uint32(child.HostPID)
+		return ev.IsConnect() && ev.HostPID == uint32(child.HostPID)
 	})
 	if ev.PidNS != child.PidNS || ev.MntNS != child.MntNS {
 		t.Errorf("pid_ns %d mnt_ns %d, want %d %d (the child's /proc/%d/ns)", ev.PidNS, ev.MntNS, child.PidNS, child.MntNS, child.HostPID)
@@ -157,7 +157,7 @@ func TestMonitorHost(t *testing.T) {
 	child := startNamespacedChild(t, nil)
 	child.connect(t, false)
 	ev := w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
-		return ev.HostPID == uint32(child.HostPID)
+		return ev.IsConnect() && ev.HostPID == uint32(child.HostPID)
 	})
 	if ev.PidNS != 0 || ev.MntNS != 0 || ev.PID != uint32(child.HostPID) {
 		t.Errorf("pid_ns %d mnt_ns %d pid %d, want 0 0 %d", ev.PidNS, ev.MntNS, ev.PID, child.HostPID)
@@ -176,7 +176,7 @@ func TestMonitorContainers(t *testing.T) {
 	child := startNamespacedChild(t, nil)
 	child.connect(t, false)
 	w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {
-		return ev.HostPID == uint32(child.HostPID)
+		return ev.IsConnect() && ev.HostPID == uint32(child.HostPID)
 	})
 	w.noEvent(t, 300*time.Millisecond, "a host connect with monitor=containers", func(ev *event.Event) bool {
 		return ev.HostPID == uint32(os.Getpid())
