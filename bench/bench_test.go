@@ -66,8 +66,7 @@ func TestReceiverCounts(t *testing.T) {
 			if err := d.Decode(b, &ev); err != nil {
 				t.Fatal(err)
 			}
-			ev.Time = clock.Wall(ev.KernelTime)
-			ev.Start = clock.Wall(ev.StartKernelTime)
+			clock.Stamp(&ev)
 			p.Emit(&ev)
 		}
 	}

@@ -151,10 +151,7 @@ func runPipeline(rcv *receiver, o options) (pipelineResult, error) {
 	}
 	res.Enrich = measure("decode+enrich", n, d/5, func(i int) {
 		dec.Decode(samples[i], &ev)
-		ev.Time = clock.Wall(ev.KernelTime)
-		if ev.StartKernelTime != 0 {
-			ev.Start = clock.Wall(ev.StartKernelTime)
-		}
+		clock.Stamp(&ev)
 		enr.Enrich(&ev)
 	})
 
@@ -164,10 +161,7 @@ func runPipeline(rcv *receiver, o options) (pipelineResult, error) {
 	}
 	res.Emit = measure("decode+enrich+emit (exporters discard)", n, d/5, func(i int) {
 		dec.Decode(samples[i], &ev)
-		ev.Time = clock.Wall(ev.KernelTime)
-		if ev.StartKernelTime != 0 {
-			ev.Start = clock.Wall(ev.StartKernelTime)
-		}
+		clock.Stamp(&ev)
 		enr.Enrich(&ev)
 		p.Emit(&ev)
 	})
@@ -232,10 +226,7 @@ func runPipeline(rcv *receiver, o options) (pipelineResult, error) {
 				}
 			}
 			dec.Decode(samples[i], &ev)
-			ev.Time = clock.Wall(ev.KernelTime)
-			if ev.StartKernelTime != 0 {
-				ev.Start = clock.Wall(ev.StartKernelTime)
-			}
+			clock.Stamp(&ev)
 			enr.Enrich(&ev)
 			p.Emit(&ev)
 		}

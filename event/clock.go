@@ -51,3 +51,12 @@ func (c *Clock) SetOffset(ns int64) { c.offset.Store(ns) }
 func (c *Clock) Wall(ktime uint64) time.Time {
 	return time.Unix(0, int64(ktime)+c.offset.Load())
 }
+
+// Stamp sets ev.Time, and ev.Start for a connect result, from the event's
+// kernel timestamps.
+func (c *Clock) Stamp(ev *Event) {
+	ev.Time = c.Wall(ev.KernelTime)
+	if ev.StartKernelTime != 0 {
+		ev.Start = c.Wall(ev.StartKernelTime)
+	}
+}

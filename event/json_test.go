@@ -66,6 +66,16 @@ func TestClockWall(t *testing.T) {
 	if got := c2.Wall(5_000_000_000); !got.Equal(time.Unix(0, now.UnixNano())) {
 		t.Errorf("Wall = %v, want %v", got, now)
 	}
+	ev := Event{EventID: TCPConnectResult, KernelTime: 7_000_000_000, StartKernelTime: 6_000_000_000}
+	c2.Stamp(&ev)
+	if ev.Time.Sub(ev.Start) != time.Second || !ev.Start.Equal(c2.Wall(6_000_000_000)) {
+		t.Errorf("Stamp: time %v start %v, want a second apart", ev.Time, ev.Start)
+	}
+	attempt := Event{KernelTime: 7_000_000_000}
+	c2.Stamp(&attempt)
+	if !attempt.Start.IsZero() {
+		t.Errorf("Stamp set Start %v on an event without an attempt time", attempt.Start)
+	}
 	// The synced clock maps monotonic "now" to within a second of wall now.
 	mono := monotonicNow(t)
 	if diff := c.Wall(mono).Sub(time.Now()); diff > time.Second || diff < -time.Second {

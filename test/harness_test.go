@@ -111,10 +111,7 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 				t.Errorf("decoding a sample the kernel sent: %v", err)
 				continue
 			}
-			ev.Time = w.clock.Wall(ev.KernelTime)
-			if ev.StartKernelTime != 0 {
-				ev.Start = w.clock.Wall(ev.StartKernelTime)
-			}
+			w.clock.Stamp(&ev)
 			evs := []event.Event{ev}
 			if attempt, ok := ev.SplitAttempt(); ok {
 				evs = []event.Event{attempt, ev}

@@ -258,10 +258,7 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 			clock.Sync()
 			lastSync = time.Now()
 		}
-		ev.Time = clock.Wall(ev.KernelTime)
-		if ev.StartKernelTime != 0 {
-			ev.Start = clock.Wall(ev.StartKernelTime)
-		}
+		clock.Stamp(&ev)
 		enr.Enrich(&ev)
 		if attempt, ok := ev.SplitAttempt(); ok {
 			handle(&attempt)
