@@ -80,6 +80,22 @@ type agentProc struct {
 	done   chan struct{} // closed when the process has exited
 	err    error         // its exit error, once done
 	nLines atomic.Int64  // stdout lines read
+
+	// skipped holds the lines a waitLine passed over, oldest first, for
+	// later waits: the agent reads the per-CPU perf rings in turn, so an
+	// accept made on one CPU can be printed before the connect it answers
+	// made on another.
+	skipped []map[string]any
+}
+
+// maxSkipped bounds agentProc.skipped; the oldest lines go first.
+const maxSkipped = 100000
+
+func (a *agentProc) skip(m map[string]any) {
+	if len(a.skipped) == maxSkipped {
+		a.skipped = a.skipped[1:]
+	}
+	a.skipped = append(a.skipped, m)
 }
 
 // agentOpts say how launchAgent runs the agent.
@@ -239,8 +255,15 @@ func (a *agentProc) waitLog(t *testing.T, substr string) {
 	}
 }
 
+// waitLine returns the first line, skipped earlier or new, that matches.
 func (a *agentProc) waitLine(t *testing.T, timeout time.Duration, what string, match func(map[string]any) bool) map[string]any {
 	t.Helper()
+	for i, m := range a.skipped {
+		if match(m) {
+			a.skipped = append(a.skipped[:i], a.skipped[i+1:]...)
+			return m
+		}
+	}
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -248,6 +271,7 @@ func (a *agentProc) waitLine(t *testing.T, timeout time.Duration, what string, m
 			if match(m) {
 				return m
 			}
+			a.skip(m)
 		case <-deadline:
 			t.Fatalf("no line for %s within %v; agent stderr:\n%s", what, timeout, a.stderr.String())
 		}
@@ -257,12 +281,18 @@ func (a *agentProc) waitLine(t *testing.T, timeout time.Duration, what string, m
 func (a *agentProc) noLine(t *testing.T, d time.Duration, what string, match func(map[string]any) bool) {
 	t.Helper()
 	deadline := time.After(d)
+	for _, m := range a.skipped {
+		if match(m) {
+			t.Fatalf("unexpected line for %s: %v", what, m)
+		}
+	}
 	for {
 		select {
 		case m := <-a.lines:
 			if match(m) {
 				t.Fatalf("unexpected line for %s: %v", what, m)
 			}
+			a.skip(m)
 		case <-deadline:
 			return
 		}

@@ -72,6 +72,18 @@ type watcher struct {
 	events chan event.Event
 	lost   chan uint64
 	clock  *event.Clock
+
+	// skipped holds the events a waitEvent passed over, for later waits:
+	// the per-CPU perf rings are read in turn, so an accept made on one
+	// CPU can arrive before the connect it answers made on another.
+	skipped []event.Event
+}
+
+func (w *watcher) skip(ev event.Event) {
+	if len(w.skipped) == maxSkipped {
+		w.skipped = w.skipped[1:]
+	}
+	w.skipped = append(w.skipped, ev)
 }
 
 func startProbe(t *testing.T, opts bpf.Options) *watcher {
@@ -138,6 +150,12 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 // test after timeout.
 func (w *watcher) waitEvent(t *testing.T, timeout time.Duration, what string, match func(*event.Event) bool) event.Event {
 	t.Helper()
+	for i := range w.skipped {
+		if ev := w.skipped[i]; match(&ev) {
+			w.skipped = append(w.skipped[:i], w.skipped[i+1:]...)
+			return ev
+		}
+	}
 	deadline := time.After(timeout)
 	for {
 		select {
@@ -145,6 +163,7 @@ func (w *watcher) waitEvent(t *testing.T, timeout time.Duration, what string, ma
 			if match(&ev) {
 				return ev
 			}
+			w.skip(ev)
 		case n := <-w.lost:
 			t.Logf("kernel lost %d samples", n)
 		case <-deadline:
@@ -156,6 +175,11 @@ func (w *watcher) waitEvent(t *testing.T, timeout time.Duration, what string, ma
 // noEvent fails if an event matching match arrives within d.
 func (w *watcher) noEvent(t *testing.T, d time.Duration, what string, match func(*event.Event) bool) {
 	t.Helper()
+	for i := range w.skipped {
+		if match(&w.skipped[i]) {
+			t.Fatalf("unexpected event for %s: %+v", what, w.skipped[i])
+		}
+	}
 	deadline := time.After(d)
 	for {
 		select {
@@ -163,6 +187,7 @@ func (w *watcher) noEvent(t *testing.T, d time.Duration, what string, match func
 			if match(&ev) {
 				t.Fatalf("unexpected event for %s: %+v", what, ev)
 			}
+			w.skip(ev)
 		case <-deadline:
 			return
 		}
