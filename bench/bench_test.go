@@ -87,14 +87,14 @@ func TestParseAgentLog(t *testing.T) {
 		`time=2026-11-25T17:54:41.9Z level=INFO msg="probes attached" mode=tracepoint`,
 		`time=2026-11-25T17:54:42.0Z level=WARN msg="kernel lost samples: perf buffer full" cpu=1 lost=12`,
 		`time=2026-11-25T17:54:42.1Z level=WARN msg="kernel lost samples: perf buffer full" cpu=0 lost=3`,
-		`time=2026-11-25T17:54:43.0Z level=INFO msg="counters at exit" attempts_tracked=10 results=10 perf_write_errors=0 enrich_hits=29`,
+		`time=2026-11-25T17:54:43.0Z level=INFO msg="counters at exit" attempts_tracked=10 results=10 event_write_errors=0 enrich_hits=29`,
 	}
 	l := parseAgentLog(lines)
 	if l.Mode != "tracepoint" || l.LostSamples != 15 || l.LostWarnings != 2 {
 		t.Errorf("parsed %+v", l)
 	}
-	if v, ok := l.counter("perf_write_errors"); !ok || v != 0 {
-		t.Errorf("perf_write_errors %d %v", v, ok)
+	if v, ok := l.counter("event_write_errors"); !ok || v != 0 {
+		t.Errorf("event_write_errors %d %v", v, ok)
 	}
 	if v, _ := l.counter("enrich_hits"); v != 29 {
 		t.Errorf("enrich_hits %d", v)

@@ -36,6 +36,7 @@ type options struct {
 	cpuProfile  string
 	memProfile  string
 	wakeup      int
+	transport   string
 	only        string
 	signals     string
 }
@@ -83,6 +84,7 @@ func run() int {
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the end-to-end user-space run to `file`")
 	flag.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the end-to-end user-space run to `file`")
 	flag.IntVar(&o.wakeup, "wakeup", wakeupEvents, "WakeupEvents of the in-process probe of part 1 (the agent uses 64)")
+	flag.StringVar(&o.transport, "transport", "auto", "transport of the in-process probe of part 1: auto, perf or ringbuf (the agent uses auto)")
 	flag.StringVar(&o.only, "only", "", "run only `part` kernel or pipeline (experiments; prints the full table with the rest empty)")
 	flag.StringVar(&o.signals, "signals", "both", "signals of the end-to-end user-space run: both, traces or logs (experiments)")
 	quick := flag.Bool("quick", false, "short runs (smoke test of the bench itself; figures are rough)")

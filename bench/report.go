@@ -176,7 +176,7 @@ func printReport(w io.Writer, o options, r *results) {
 	// 3. Loss.
 	l := r.loss
 	if l.Err == nil || l.Load.Conns > 0 {
-		perfErr, havePerf := l.Log.counter("perf_write_errors")
+		perfErr, havePerf := l.Log.counter("event_write_errors")
 		perfCell := group(perfErr)
 		if !havePerf {
 			perfCell = "? (no counters at exit)"
@@ -303,7 +303,7 @@ func printNotes(w io.Writer, o options, r *results) {
 			group(d.ServerSpans), group(e.ServerSpans), group(d.AcceptLogs), group(e.AcceptLogs))
 		if l.Log.Counters != nil {
 			var kv []string
-			for _, k := range []string{"attempts_tracked", "results", "results_untracked", "accepts", "perf_write_errors", "enrich_hits", "enrich_misses"} {
+			for _, k := range []string{"attempts_tracked", "results", "results_untracked", "accepts", "event_write_errors", "enrich_hits", "enrich_misses"} {
 				if v, ok := l.Log.Counters[k]; ok {
 					kv = append(kv, k+"="+v)
 				}

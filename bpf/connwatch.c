@@ -105,7 +105,7 @@ enum stat_ids {
 	STAT_ATTEMPTS_TRACKED = 0,   // attempts saved in conn_attempts
 	STAT_RESULTS = 1,            // outcomes matched to a saved attempt
 	STAT_RESULTS_UNTRACKED = 2,  // sockets leaving SYN_SENT with no saved attempt (evicted, or begun before load)
-	STAT_PERF_ERRORS = 3,        // bpf_perf_event_output failures (buffer full)
+	STAT_PERF_ERRORS = 3,        // event writes that failed (perf buffer or ring buffer full)
 	STAT_ACCEPTS = 4,            // accept events assembled
 	STAT_DROPPED_VISIBILITY = 5, // events dropped by the visibility map
 	STAT_MAX = 8,
@@ -138,6 +138,15 @@ volatile const u32 monitor_mode = MONITOR_ALL;
 // Set from Go before load: true in tracepoint mode, where the attempt is
 // saved by the CLOSE->SYN_SENT transition instead of tcp_connect's probe.
 volatile const bool attempts_from_tracepoint = false;
+
+// Set at load: send events through sys_events_rb instead of sys_events.
+volatile const bool use_ringbuf = false;
+
+// With the ring buffer, an event wakes the reader only when it makes the
+// data waiting in the ring cross this many bytes; otherwise the reader
+// finds it at its next poll (bpf/probe.go polls every few milliseconds).
+// A wakeup per event would cost several times the event itself.
+volatile const u64 ringbuf_wakeup_bytes = 0;
 
 // ===== wire format =====
 
@@ -217,12 +226,21 @@ struct {
 	__type(value, u32);
 } bufs_offset SEC(".maps");
 
-// Events to user space; the reader in bpf/probe.go drains it.
+// Events to user space; the reader in bpf/probe.go drains one of them.
+// sys_events is the design's perf event array, used on kernels without a
+// BPF ring buffer (before 5.8). sys_events_rb carries the same bytes through
+// one ring shared by all CPUs, which costs less per event than a perf
+// write (no perf_output_begin/end per sample); its size is set at load.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(u32));
 	__uint(value_size, sizeof(u32));
 } sys_events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} sys_events_rb SEC(".maps");
 
 struct outer_key {
 	u32 pid_ns;
@@ -512,7 +530,16 @@ static __always_inline int events_perf_submit(void *ctx)
 	u32 size = *off & (MAX_BUFFER_SIZE - 1);
 	if (size == 0)
 		return -1;
-	int err = bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
+	long err;
+	if (use_ringbuf) {
+		u64 avail = bpf_ringbuf_query(&sys_events_rb, BPF_RB_AVAIL_DATA);
+		u64 flags = avail < ringbuf_wakeup_bytes && avail + size >= ringbuf_wakeup_bytes ?
+				    BPF_RB_FORCE_WAKEUP :
+				    BPF_RB_NO_WAKEUP;
+		err = bpf_ringbuf_output(&sys_events_rb, bufs_p->buf, size, flags);
+	} else {
+		err = bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
+	}
 	if (err)
 		count(STAT_PERF_ERRORS);
 	return err;

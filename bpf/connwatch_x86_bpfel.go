@@ -55,6 +55,7 @@ const (
 	connwatchMapConnectArgs             = "connect_args"
 	connwatchMapStats                   = "stats"
 	connwatchMapSysEvents               = "sys_events"
+	connwatchMapSysEventsRb             = "sys_events_rb"
 	connwatchMapVisibility              = "visibility"
 	connwatchProgFentryTcpConnect       = "fentry_tcp_connect"
 	connwatchProgFexitInetCskAccept     = "fexit_inet_csk_accept"
@@ -67,6 +68,8 @@ const (
 	connwatchProgTpSysExitAccept4       = "tp_sys_exit_accept4"
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
 	connwatchVarMonitorMode             = "monitor_mode"
+	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
+	connwatchVarUseRingbuf              = "use_ringbuf"
 )
 
 // loadConnwatch returns the embedded CollectionSpec for connwatch.
@@ -132,6 +135,7 @@ type connwatchMapSpecs struct {
 	ConnectArgs  *ebpf.MapSpec `ebpf:"connect_args"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	SysEvents    *ebpf.MapSpec `ebpf:"sys_events"`
+	SysEventsRb  *ebpf.MapSpec `ebpf:"sys_events_rb"`
 	Visibility   *ebpf.MapSpec `ebpf:"visibility"`
 }
 
@@ -141,6 +145,8 @@ type connwatchMapSpecs struct {
 type connwatchVariableSpecs struct {
 	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
+	RingbufWakeupBytes     *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
+	UseRingbuf             *ebpf.VariableSpec `ebpf:"use_ringbuf"`
 }
 
 // connwatchObjects contains all objects after they have been loaded into the kernel.
@@ -169,6 +175,7 @@ type connwatchMaps struct {
 	ConnectArgs  *ebpf.Map `ebpf:"connect_args"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	SysEvents    *ebpf.Map `ebpf:"sys_events"`
+	SysEventsRb  *ebpf.Map `ebpf:"sys_events_rb"`
 	Visibility   *ebpf.Map `ebpf:"visibility"`
 }
 
@@ -180,6 +187,7 @@ func (m *connwatchMaps) Close() error {
 		m.ConnectArgs,
 		m.Stats,
 		m.SysEvents,
+		m.SysEventsRb,
 		m.Visibility,
 	)
 }
@@ -190,6 +198,8 @@ func (m *connwatchMaps) Close() error {
 type connwatchVariables struct {
 	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
+	RingbufWakeupBytes     *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
+	UseRingbuf             *ebpf.Variable `ebpf:"use_ringbuf"`
 }
 
 // connwatchPrograms contains all programs after they have been loaded into the kernel.

@@ -8,11 +8,14 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/perf"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
@@ -27,16 +30,41 @@ const (
 	MonitorContainers Monitor = 2 // only processes outside the initial pid namespace
 )
 
+// Transport is how events leave the kernel.
+type Transport string
+
+const (
+	// TransportAuto uses the ring buffer where the kernel has one (5.8+),
+	// else the perf event array.
+	TransportAuto Transport = "auto"
+	// TransportPerf is the design's perf event array sys_events: one
+	// buffer per CPU.
+	TransportPerf Transport = "perf"
+	// TransportRingbuf is one BPF ring buffer shared by all CPUs: the same
+	// bytes per event at a lower cost per write.
+	TransportRingbuf Transport = "ringbuf"
+)
+
 // Options configure Open.
 type Options struct {
 	Mode    Mode
 	Monitor Monitor
+	// Transport chooses perf event array or ring buffer; default auto.
+	Transport Transport
 	// PerCPUBuffer is the size in bytes of each CPU's perf buffer
 	// (rounded up to pages). Default 256 KiB.
 	PerCPUBuffer int
-	// WakeupEvents wakes the reader every that many samples instead of
-	// on each one; Flush delivers a partial batch. Default 1.
+	// RingBuffer is the size in bytes of the ring buffer, a power of two
+	// of at least a page. Default 4 MiB.
+	RingBuffer int
+	// WakeupEvents wakes the perf reader every that many samples instead
+	// of on each one; Flush delivers a partial batch. Default 1. The ring
+	// buffer is polled every RingPoll instead, and woken early only when
+	// a quarter of it is filled.
 	WakeupEvents int
+	// RingPoll is how often the ring buffer reader looks for events
+	// (the longest an event waits there). Default 10 ms.
+	RingPoll time.Duration
 	// MaxPending bounds the connection attempts tracked until their
 	// outcome (the conn_attempts LRU). Default 16384.
 	MaxPending uint32
@@ -51,14 +79,50 @@ type Probe struct {
 	mu         sync.RWMutex
 	finalStats KernelStats // read at Close, returned by KernelStats after it
 	mode       Mode
+	transport  Transport
 	skipped    []Skipped
 	warnings   []error
 	coll       *ebpf.Collection
 	links      []link.Link
 	// innerVisibility creates the visibility map's inner maps.
 	innerVisibility *ebpf.MapSpec
-	reader          *perf.Reader
+	reader          eventReader
 }
+
+// eventReader is the perf or the ring buffer reader.
+type eventReader interface {
+	ReadInto(*Record) error
+	Flush() error
+	Close() error
+}
+
+// ringReader reads the ring buffer into perf Records. The kernel rarely
+// wakes it (see ringbuf_wakeup_bytes in connwatch.c), so it polls: a read
+// that finds the ring empty waits at most poll. The ring buffer never
+// loses samples silently: a full ring fails the kernel's write, which it
+// counts in KernelStats.PerfErrors.
+type ringReader struct {
+	rd   *ringbuf.Reader
+	rec  ringbuf.Record
+	poll time.Duration
+}
+
+func (r *ringReader) ReadInto(rec *Record) error {
+	r.rec.RawSample = rec.RawSample
+	for {
+		err := r.rd.ReadInto(&r.rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Drained up to the deadline: wait for the next poll.
+			r.rd.SetDeadline(time.Now().Add(r.poll))
+			continue
+		}
+		rec.RawSample, rec.LostSamples, rec.CPU, rec.Remaining = r.rec.RawSample, 0, 0, r.rec.Remaining
+		return err
+	}
+}
+
+func (r *ringReader) Flush() error { return r.rd.Flush() }
+func (r *ringReader) Close() error { return r.rd.Close() }
 
 // attachment is one program of a mode and how it attaches. A required
 // one that fails fails the mode; an optional one is skipped with a
@@ -200,8 +264,28 @@ func Open(opts Options) (*Probe, error) {
 	if opts.PerCPUBuffer <= 0 {
 		opts.PerCPUBuffer = 256 << 10
 	}
+	if opts.RingBuffer <= 0 {
+		opts.RingBuffer = 4 << 20
+	}
+	if opts.RingPoll <= 0 {
+		opts.RingPoll = 10 * time.Millisecond
+	}
 	if opts.WakeupEvents <= 0 {
 		opts.WakeupEvents = 1
+	}
+	switch opts.Transport {
+	case "", TransportAuto:
+		opts.Transport = TransportPerf
+		if features.HaveMapType(ebpf.RingBuf) == nil {
+			opts.Transport = TransportRingbuf
+		}
+	case TransportPerf:
+	case TransportRingbuf:
+		if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+			return nil, fmt.Errorf("transport ringbuf: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("unknown transport %q (want auto, perf or ringbuf)", opts.Transport)
 	}
 
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
@@ -216,8 +300,18 @@ func Open(opts Options) (*Probe, error) {
 		p.Close()
 		return nil, err
 	}
-	p.mode = mode
+	p.mode, p.transport = mode, opts.Transport
 
+	if opts.Transport == TransportRingbuf {
+		rd, err := ringbuf.NewReader(p.coll.Maps["sys_events_rb"])
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("opening ring buffer reader: %w", err)
+		}
+		rd.SetDeadline(time.Now().Add(opts.RingPoll))
+		p.reader = &ringReader{rd: rd, poll: opts.RingPoll}
+		return p, nil
+	}
 	rd, err := perf.NewReaderWithOptions(p.coll.Maps["sys_events"], opts.PerCPUBuffer,
 		perf.ReaderOptions{WakeupEvents: opts.WakeupEvents})
 	if err != nil {
@@ -245,6 +339,25 @@ func (p *Probe) load(m Mode, opts Options) error {
 	}
 	if err := spec.Variables["attempts_from_tracepoint"].Set(m == ModeTracepoint); err != nil {
 		return fmt.Errorf("setting attempts_from_tracepoint: %w", err)
+	}
+	ring := opts.Transport == TransportRingbuf
+	if err := spec.Variables["use_ringbuf"].Set(ring); err != nil {
+		return fmt.Errorf("setting use_ringbuf: %w", err)
+	}
+	if err := spec.Variables["ringbuf_wakeup_bytes"].Set(uint64(opts.RingBuffer / 4)); err != nil {
+		return fmt.Errorf("setting ringbuf_wakeup_bytes: %w", err)
+	}
+	if ring {
+		if n := opts.RingBuffer; n < os.Getpagesize() || n&(n-1) != 0 {
+			return fmt.Errorf("ring buffer size %d is not a power of two of at least a page", n)
+		}
+		spec.Maps["sys_events_rb"].MaxEntries = uint32(opts.RingBuffer)
+	} else {
+		// The ring buffer is never written (the verifier drops the
+		// branch, use_ringbuf being a constant): a one-entry array
+		// stands in for it, which also loads on kernels without ring
+		// buffers.
+		spec.Maps["sys_events_rb"] = &ebpf.MapSpec{Name: "sys_events_rb", Type: ebpf.Array, KeySize: 4, ValueSize: 4, MaxEntries: 1}
 	}
 	if opts.MaxPending > 0 {
 		spec.Maps["conn_attempts"].MaxEntries = opts.MaxPending
@@ -307,7 +420,7 @@ type KernelStats struct {
 	AttemptsTracked   uint64 // attempts saved until their outcome
 	Results           uint64 // outcomes matched to a saved attempt
 	ResultsUntracked  uint64 // sockets leaving SYN_SENT with no saved attempt (evicted from the LRU, or begun before load)
-	PerfErrors        uint64 // samples the kernel could not write (perf buffer full)
+	PerfErrors        uint64 // samples the kernel could not write (perf or ring buffer full)
 	Accepts           uint64 // accept events assembled
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
 }
@@ -342,6 +455,9 @@ func (p *Probe) kernelStats() (KernelStats, error) {
 // Mode is the attach mode in use.
 func (p *Probe) Mode() Mode { return p.mode }
 
+// Transport is how events leave the kernel: perf or ringbuf.
+func (p *Probe) Transport() Transport { return p.transport }
+
 // Skipped lists the modes ModeAuto passed over and why.
 func (p *Probe) Skipped() []Skipped { return p.skipped }
 
@@ -358,8 +474,9 @@ func (p *Probe) Programs() map[string]*ebpf.Program {
 // ErrProbeClosed is returned by the accessors after Close.
 var ErrProbeClosed = errors.New("probe closed")
 
-// Record is one read from the perf buffer: a sample, or a count of samples
-// the kernel lost on a CPU because the buffer was full.
+// Record is one read from the perf or ring buffer: a sample, or (perf
+// buffer only) a count of samples the kernel lost on a CPU because the
+// buffer was full.
 type Record = perf.Record
 
 // ErrClosed is returned by Read after Close.

@@ -27,6 +27,13 @@ const (
 	AttachTracepoint = "tracepoint" // a kernel tracepoint
 )
 
+// Values of probe.transport.
+const (
+	TransportAuto    = "auto"    // the ring buffer where the kernel has one, else perf
+	TransportPerf    = "perf"    // the perf event array, one buffer per CPU
+	TransportRingbuf = "ringbuf" // one BPF ring buffer (Linux 5.8+)
+)
+
 // Values of monitor.
 const (
 	MonitorAll        = "all"        // host processes and containers
@@ -65,6 +72,9 @@ type Probe struct {
 	// Attach is one of AttachAuto, AttachFentry, AttachKprobe or
 	// AttachTracepoint.
 	Attach string
+	// Transport is one of TransportAuto, TransportPerf or
+	// TransportRingbuf: how events leave the kernel.
+	Transport string
 }
 
 // Visibility is the visibility section. Scope lists hold scope names
@@ -167,7 +177,7 @@ type Enrich struct {
 // value that the caller may modify.
 func Default() *Config {
 	return &Config{
-		Probe:   Probe{Attach: AttachAuto},
+		Probe:   Probe{Attach: AttachAuto, Transport: TransportAuto},
 		Monitor: MonitorAll,
 		Visibility: Visibility{
 			Host:    []string{ScopeNameNetwork},

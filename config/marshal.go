@@ -31,7 +31,7 @@ func Example() []byte {
 func (c *Config) YAML() []byte {
 	o := &c.Export.OTLP
 	root := mapping(
-		"probe", mapping("attach", str(c.Probe.Attach)),
+		"probe", mapping("attach", str(c.Probe.Attach), "transport", str(c.Probe.Transport)),
 		"monitor", str(c.Monitor),
 		"visibility", mapping(
 			"host", scopeList(c.Visibility.Host),

@@ -26,6 +26,7 @@ func TestDefaultRoundTrip(t *testing.T) {
 func TestDefaultYAML(t *testing.T) {
 	const want = `probe:
   attach: auto
+  transport: auto
 monitor: all
 visibility:
   host: [network]

@@ -173,7 +173,7 @@ func yamlError(name string, err error) *Error {
 // Key lists, in the order they are printed.
 var (
 	topKeys        = []string{"probe", "monitor", "visibility", "export", "telemetry", "enrich"}
-	probeKeys      = []string{"attach"}
+	probeKeys      = []string{"attach", "transport"}
 	visibilityKeys = []string{"host", "default", "rules"}
 	ruleKeys       = []string{"match", "scopes"}
 	matchKeys      = []string{"container_id", "cgroup", "pid_ns", "mnt_ns"}
@@ -187,6 +187,7 @@ var (
 // Allowed values of the enumerated keys.
 var (
 	attachValues      = []string{AttachAuto, AttachFentry, AttachKprobe, AttachTracepoint}
+	transportValues   = []string{TransportAuto, TransportPerf, TransportRingbuf}
 	monitorValues     = []string{MonitorAll, MonitorHost, MonitorContainers}
 	compressionValues = []string{"", CompressionGzip, CompressionNone}
 )
@@ -413,8 +414,13 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 	p.walkMap(n, "", topKeys, func(key string, _, v *yaml.Node) {
 		switch key {
 		case "probe":
-			p.walkMap(v, "probe", probeKeys, func(_ string, _, v *yaml.Node) {
-				p.setEnum(v, "probe.attach", attachValues, &c.Probe.Attach)
+			p.walkMap(v, "probe", probeKeys, func(key string, _, v *yaml.Node) {
+				switch key {
+				case "attach":
+					p.setEnum(v, "probe.attach", attachValues, &c.Probe.Attach)
+				case "transport":
+					p.setEnum(v, "probe.transport", transportValues, &c.Probe.Transport)
+				}
 			})
 		case "monitor":
 			p.setEnum(v, "monitor", monitorValues, &c.Monitor)

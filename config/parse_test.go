@@ -19,7 +19,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// The examples of the configuration contract.
 		{"unknown key", "probe:\n  atach: auto\n",
-			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach)`},
+			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport)`},
 		{"bad monitor", "probe: {}\nmonitor: \"hosts\"\n",
 			`connwatch.yaml:2:10: monitor: "hosts" is not one of all, host, containers`},
 
@@ -57,6 +57,8 @@ func TestParseErrors(t *testing.T) {
 		// probe and monitor.
 		{"bad attach", "probe:\n  attach: fentri\n",
 			`connwatch.yaml:2:11: probe.attach: "fentri" is not one of auto, fentry, kprobe, tracepoint`},
+		{"bad transport", "probe:\n  transport: ring\n",
+			`connwatch.yaml:2:14: probe.transport: "ring" is not one of auto, perf, ringbuf`},
 		{"attach not a string", "probe:\n  attach: [auto]\n",
 			`connwatch.yaml:2:11: probe.attach: expected a string, got a list`},
 		{"attach is a date", "probe:\n  attach: 2001-12-14\n",
@@ -219,7 +221,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Several problems are all reported, in order.
 		{"several problems", "probe:\n  atach: auto\nmonitor: \"hosts\"\nexport:\n  traces: maybe\n",
-			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach)\n" +
+			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport)\n" +
 				"connwatch.yaml:3:10: monitor: \"hosts\" is not one of all, host, containers\n" +
 				`connwatch.yaml:5:11: export.traces: expected true or false, got the string "maybe"`},
 	}
@@ -322,7 +324,7 @@ func TestParseEmpty(t *testing.T) {
 func TestDefault(t *testing.T) {
 	c := Default()
 	want := &Config{
-		Probe:   Probe{Attach: "auto"},
+		Probe:   Probe{Attach: "auto", Transport: "auto"},
 		Monitor: "all",
 		Visibility: Visibility{
 			Host:    []string{"network"},

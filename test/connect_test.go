@@ -17,7 +17,16 @@ import (
 
 const eventTimeout = 5 * time.Second
 
+// Both transports deliver the same events; auto picks the ring buffer on
+// kernels that have one.
 func TestConnectHost(t *testing.T) {
+	requireRoot(t)
+	for _, tr := range []bpf.Transport{bpf.TransportPerf, bpf.TransportRingbuf} {
+		t.Run(string(tr), func(t *testing.T) { testConnectHost(t, tr) })
+	}
+}
+
+func testConnectHost(t *testing.T, tr bpf.Transport) {
 	tests := []struct {
 		name     string
 		network  string
@@ -28,8 +37,11 @@ func TestConnectHost(t *testing.T) {
 		{"ipv4", "tcp4", "127.0.0.1:0", event.TCPConnect, "TCP"},
 		{"ipv6", "tcp6", "[::1]:0", event.TCPConnectV6, "TCPv6"},
 	}
-	w := startProbe(t, bpf.Options{})
+	w := startProbe(t, bpf.Options{Transport: tr})
 	t.Logf("attach mode %s", w.probe.Mode())
+	if got := w.probe.Transport(); got != tr {
+		t.Fatalf("probe transport %s, want %s", got, tr)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ln := listen(t, tt.network, tt.addr)

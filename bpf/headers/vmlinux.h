@@ -45,6 +45,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
 	BPF_MAP_TYPE_HASH_OF_MAPS = 13,
+	BPF_MAP_TYPE_RINGBUF = 27,
 };
 
 enum {
@@ -54,6 +55,16 @@ enum {
 };
 
 #define BPF_F_CURRENT_CPU 0xffffffffULL
+
+/* BPF ring buffer: bpf_ringbuf_output() flags, bpf_ringbuf_query() queries */
+enum {
+	BPF_RB_NO_WAKEUP = 1,
+	BPF_RB_FORCE_WAKEUP = 2,
+};
+enum {
+	BPF_RB_AVAIL_DATA = 0,
+	BPF_RB_RING_SIZE = 1,
+};
 
 /* arch/x86/include/asm/ptrace.h: kprobe context */
 struct pt_regs {

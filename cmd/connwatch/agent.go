@@ -81,7 +81,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	// Waking the reader for every sample costs the connecting task ~10 µs
 	// of BPF time per event; batching wakeups and flushing on a timer
 	// bounds the latency instead.
-	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], WakeupEvents: wakeupEvents})
+	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport), WakeupEvents: wakeupEvents})
 	if err != nil {
 		return explainLoadError(err)
 	}
@@ -93,7 +93,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	for _, w := range probe.Warnings() {
 		log.Warn("optional probe not attached", "reason", w)
 	}
-	log.Info("probes attached", "mode", probe.Mode())
+	log.Info("probes attached", "mode", probe.Mode(), "transport", probe.Transport())
 
 	out, err := newOutput(o.format, cfg, stdout, log)
 	if err != nil {
@@ -160,7 +160,7 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 	}
 	if ks, err := probe.KernelStats(); err == nil {
 		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "perf_write_errors", ks.PerfErrors)
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "event_write_errors", ks.PerfErrors)
 	}
 	es := enr.Stats()
 	args = append(args, "enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,
@@ -171,7 +171,7 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 // samplePool recycles the copies of perf samples handed to processing.
 var samplePool = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
-// readSamples drains the perf buffer into queue until the probe is closed.
+// readSamples drains the perf or ring buffer into queue until the probe is closed.
 // It never blocks on a full queue: the sample is dropped and counted.
 func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.Logger) error {
 	var (
@@ -283,14 +283,26 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 	defer watch.Stop()
 	fileState := statFile(path)
 
+	// The kernel counts the events it could not write (a full ring
+	// buffer gives no lost-sample records, a full perf buffer gives both).
+	var writeErrors uint64
+	checkWriteErrors := func() {
+		ks, err := probe.KernelStats()
+		if err != nil || ks.PerfErrors == writeErrors {
+			return
+		}
+		log.Warn("kernel could not write events: buffer full", "events", ks.PerfErrors-writeErrors, "transport", probe.Transport())
+		writeErrors = ks.PerfErrors
+	}
+
 	reload := func(why string) {
 		next, err := loadConfig(path, o.attach)
 		if err != nil {
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return
 		}
-		if next.Probe.Attach != cfg.Probe.Attach || next.Monitor != cfg.Monitor {
-			log.Warn("probe.attach and monitor take effect at the next start", "trigger", why)
+		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor {
+			log.Warn("probe.attach, probe.transport and monitor take effect at the next start", "trigger", why)
 		}
 		if err := vis.apply(next); err != nil {
 			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)
@@ -321,6 +333,7 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 		case <-flush.C:
 			probe.Flush()
 		case <-watch.C:
+			checkWriteErrors()
 			if path == "" {
 				continue
 			}

@@ -31,7 +31,7 @@ var eventIDs = [...]uint32{event.TCPConnect, event.TCPAccept, event.TCPConnectV6
 
 // counters are the agent's own, updated on the event path with atomics.
 type counters struct {
-	samplesRead    atomic.Uint64 // samples taken from the perf buffer
+	samplesRead    atomic.Uint64 // samples taken from the perf or ring buffer
 	readerDrops    atomic.Uint64 // samples dropped: the processing queue was full
 	decodeDrops    atomic.Uint64 // samples dropped: malformed
 	samplesDecoded atomic.Uint64 // samples decoded (one may hold an attempt and its result)
@@ -197,7 +197,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	p.gauge("connwatch_go_heap_bytes", "Bytes of allocated heap objects.", float64(ms.HeapAlloc))
-	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf buffer.", c.samplesRead.Load())
+	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf or ring buffer.", c.samplesRead.Load())
 	p.counter("connwatch_samples_decoded_total", "Samples decoded (in tracepoint mode one sample holds an attempt and its result).", c.samplesDecoded.Load())
 	for i, id := range eventIDs {
 		p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[i].Load(), "event_id", strconv.Itoa(int(id)))
@@ -257,7 +257,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 		p.counter("connwatch_kernel_results_untracked_total", "Sockets leaving SYN_SENT with no tracked attempt (evicted, or begun before start).", ks.ResultsUntracked)
 		p.counter("connwatch_kernel_accepts_total", "Accept events assembled in the kernel.", ks.Accepts)
 		p.counter(dropped, droppedHelp, ks.DroppedVisibility, "stage", "kernel", "reason", "visibility")
-		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "perf_buffer_full")
+		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "buffer_full")
 	}
 
 	if bpfStatsEnabled() {
