@@ -37,6 +37,7 @@ type options struct {
 	memProfile  string
 	wakeup      int
 	transport   string
+	rawState    bool
 	only        string
 	signals     string
 }
@@ -85,6 +86,7 @@ func run() int {
 	flag.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the end-to-end user-space run to `file`")
 	flag.IntVar(&o.wakeup, "wakeup", wakeupEvents, "WakeupEvents of the in-process probe of part 1 (the agent uses 64)")
 	flag.StringVar(&o.transport, "transport", "auto", "transport of the in-process probe of part 1: auto, perf or ringbuf (the agent uses auto)")
+	flag.BoolVar(&o.rawState, "raw-state-changes", false, "part 1: attach the raw tracepoint for state changes even where the BTF-typed one loads")
 	flag.StringVar(&o.only, "only", "", "run only `part` kernel or pipeline (experiments; prints the full table with the rest empty)")
 	flag.StringVar(&o.signals, "signals", "both", "signals of the end-to-end user-space run: both, traces or logs (experiments)")
 	quick := flag.Bool("quick", false, "short runs (smoke test of the bench itself; figures are rough)")

@@ -36,7 +36,7 @@ const wakeupEvents = 64
 
 func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
 	r := modeResult{Mode: mode}
-	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: o.wakeup, Transport: bpf.Transport(o.transport)})
+	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: o.wakeup, Transport: bpf.Transport(o.transport), RawStateChanges: o.rawState})
 	if err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			r.Unsupported = err

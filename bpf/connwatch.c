@@ -309,39 +309,51 @@ static __always_inline void count(u32 idx)
 		*v += 1;
 }
 
+// ===== reading kernel memory =====
+
+// READ(btf, src, field) reads src->field. Where src is a BTF-typed pointer
+// (a tp_btf argument, bpf_get_current_task_btf() and what hangs off them)
+// the load is direct, as in C; elsewhere it goes through
+// bpf_probe_read_kernel, which costs about four times as much. btf is a
+// constant at every call site, so only one branch is compiled.
+#define READ(btf, src, field) ((btf) ? (src)->field : BPF_CORE_READ(src, field))
+
 // ===== context =====
 
-static __always_inline struct pid *task_pid_struct(struct task_struct *task)
+static __always_inline struct pid *task_pid_struct(struct task_struct *task, bool btf)
 {
-	return BPF_CORE_READ(task, thread_pid);
+	return READ(btf, task, thread_pid);
 }
 
 // The tgid of task as pid namespace `ns` (at depth `level`) sees it, or 0
 // when task is not visible there (like getppid() for a parent outside the
 // namespace). struct pid's numbers[i] is the pid in the namespace at depth i.
 static __always_inline u32 task_tgid_in(struct task_struct *task, unsigned int level,
-					struct pid_namespace *ns)
+					struct pid_namespace *ns, bool btf)
 {
-	struct pid *pid = task_pid_struct(BPF_CORE_READ(task, group_leader));
-	if (BPF_CORE_READ(pid, level) < level)
+	struct pid *pid = task_pid_struct(READ(btf, task, group_leader), btf);
+	if (READ(btf, pid, level) < level)
 		return 0;
 	if (BPF_CORE_READ(pid, numbers[level].ns) != ns)
 		return 0;
 	return BPF_CORE_READ(pid, numbers[level].nr);
 }
 
-static __always_inline u32 init_context(sys_context_t *context)
+// init_context fills context from the current task. btf: read the task
+// through bpf_get_current_task_btf() (Linux 5.11+, programs that may).
+static __always_inline u32 init_context(sys_context_t *context, bool btf)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = btf ? bpf_get_current_task_btf() :
+					 (struct task_struct *)bpf_get_current_task();
 	u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct task_struct *parent = BPF_CORE_READ(task, real_parent);
+	struct task_struct *parent = READ(btf, task, real_parent);
 
 	context->ts = bpf_ktime_get_ns();
 	context->host_pid = pid_tgid >> 32;
-	context->host_ppid = BPF_CORE_READ(parent, tgid);
+	context->host_ppid = READ(btf, parent, tgid);
 
-	struct pid *pid = task_pid_struct(task);
-	unsigned int level = BPF_CORE_READ(pid, level);
+	struct pid *pid = task_pid_struct(task, btf);
+	unsigned int level = READ(btf, pid, level);
 
 	// A task whose pid lives at level 0 is in the initial pid namespace:
 	// its namespace tgid equals its host tgid, which is the seed's test.
@@ -354,11 +366,13 @@ static __always_inline u32 init_context(sys_context_t *context)
 		// The task's own pid namespace is the one its pid was allocated
 		// in (numbers[level].ns); nsproxy->pid_ns_for_children is the
 		// namespace its children will get and differs after unshare().
+		// (numbers[level] has a variable offset: always a probe read.)
 		struct pid_namespace *pidns = BPF_CORE_READ(pid, numbers[level].ns);
 		context->pid_id = BPF_CORE_READ(pidns, ns.inum);
-		context->mnt_id = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-		context->ppid = task_tgid_in(parent, level, pidns);
-		context->pid = task_tgid_in(task, level, pidns);
+		context->mnt_id = btf ? task->nsproxy->mnt_ns->ns.inum :
+					BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+		context->ppid = task_tgid_in(parent, level, pidns, btf);
+		context->pid = task_tgid_in(task, level, pidns, btf);
 	}
 
 	context->uid = bpf_get_current_uid_gid();
@@ -549,28 +563,34 @@ static __always_inline int events_perf_submit(void *ctx)
 
 // fill_sockaddrs writes the socket's remote and local ends. The unions are
 // zeroed first so no stack bytes leak into the event.
-static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *remote, union sockaddr_t *local)
+static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *remote, union sockaddr_t *local,
+					   bool btf)
 {
 	__builtin_memset(remote, 0, sizeof(*remote));
 	__builtin_memset(local, 0, sizeof(*local));
 
-	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__be16 dport = BPF_CORE_READ(sk, __sk_common.skc_dport);
+	u16 family = READ(btf, sk, __sk_common.skc_family);
+	__be16 dport = READ(btf, sk, __sk_common.skc_dport);
 	// inet_sport, not skc_num: a refused connect reaches CLOSE after
 	// inet_put_port() has zeroed skc_num.
+	// (A probe read even with btf: the verifier types sk as struct sock
+	// and refuses the larger struct inet_sock behind it.)
 	__be16 sport = BPF_CORE_READ((struct inet_sock *)sk, inet_sport);
 
 	if (family == AF_INET) {
 		remote->v4.sin_family = AF_INET;
 		remote->v4.sin_port = dport;
-		remote->v4.sin_addr = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		remote->v4.sin_addr = READ(btf, sk, __sk_common.skc_daddr);
 		local->v4.sin_family = AF_INET;
 		local->v4.sin_port = sport;
-		local->v4.sin_addr = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		local->v4.sin_addr = READ(btf, sk, __sk_common.skc_rcv_saddr);
 	} else if (family == AF_INET6) {
 		remote->v6.sin6_family = AF_INET6;
 		remote->v6.sin6_port = dport;
-		BPF_CORE_READ_INTO(&remote->v6.sin6_addr, sk, __sk_common.skc_v6_daddr);
+		if (btf)
+			__builtin_memcpy(&remote->v6.sin6_addr, &sk->__sk_common.skc_v6_daddr, 16);
+		else
+			BPF_CORE_READ_INTO(&remote->v6.sin6_addr, sk, __sk_common.skc_v6_daddr);
 		local->v6.sin6_family = AF_INET6;
 		local->v6.sin6_port = sport;
 		// A v4-mapped connect on an AF_INET6 socket goes through
@@ -580,9 +600,12 @@ static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *re
 		if (w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff)) {
 			u32 *lw = (u32 *)local->v6.sin6_addr;
 			lw[2] = bpf_htonl(0x0000ffff);
-			lw[3] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+			lw[3] = READ(btf, sk, __sk_common.skc_rcv_saddr);
 		} else {
-			BPF_CORE_READ_INTO(&local->v6.sin6_addr, sk, __sk_common.skc_v6_rcv_saddr);
+			if (btf)
+				__builtin_memcpy(&local->v6.sin6_addr, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+			else
+				BPF_CORE_READ_INTO(&local->v6.sin6_addr, sk, __sk_common.skc_v6_rcv_saddr);
 		}
 	} else {
 		remote->family = family;
@@ -597,7 +620,7 @@ static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *re
 // start_ts is not 0, the attempt's timestamp. Only successful events are
 // subject to visibility: failures always reach user space.
 static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_context_t *context,
-					     u32 id_v4, u32 id_v6, u64 start_ts)
+					     u32 id_v4, u32 id_v6, u64 start_ts, bool btf)
 {
 	if (skip_context(context))
 		return 0;
@@ -613,15 +636,15 @@ static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_con
 	u64 types = ARG_TYPE0(STR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(SOCKADDR_T);
 	if (start_ts)
 		types |= ARG_TYPE3(ULONG_T);
-	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	u16 family = READ(btf, sk, __sk_common.skc_family);
 
 	context->event_id = family == AF_INET6 ? id_v6 : id_v4;
 	context->argnum = get_arg_num(types);
 
 	union sockaddr_t remote, local;
-	fill_sockaddrs(sk, &remote, &local);
+	fill_sockaddrs(sk, &remote, &local, btf);
 
-	struct proto *prot = BPF_CORE_READ(sk, __sk_common.skc_prot);
+	struct proto *prot = READ(btf, sk, __sk_common.skc_prot);
 	args_t args = {};
 	args.args[0] = (u64)&prot->name;
 	args.args[1] = (u64)&remote;
@@ -636,11 +659,11 @@ static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_con
 }
 
 // save_attempt starts tracking an outgoing connection in the current task.
-static __always_inline void save_attempt(struct sock *sk)
+static __always_inline void save_attempt(struct sock *sk, bool btf)
 {
 	u64 key = (u64)sk;
 	struct conn_start start = {};
-	init_context(&start.ctx);
+	init_context(&start.ctx, btf);
 	bpf_map_update_elem(&conn_attempts, &key, &start, BPF_ANY);
 	count(STAT_ATTEMPTS_TRACKED);
 }
@@ -659,11 +682,12 @@ static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 	sys_context_t context;
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	context.retval = ret;
-	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0);
+	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false);
 }
 
-// accepted sends an accept event for newsk in the accepting task.
-static __always_inline int accepted(void *ctx, struct sock *newsk)
+// accepted sends an accept event for newsk (read through probe reads) in
+// the accepting task (read directly when task_btf).
+static __always_inline int accepted(void *ctx, struct sock *newsk, bool task_btf)
 {
 	if (!newsk)
 		return 0;
@@ -674,9 +698,9 @@ static __always_inline int accepted(void *ctx, struct sock *newsk)
 		return 0;
 
 	sys_context_t context = {};
-	init_context(&context);
+	init_context(&context, task_btf);
 	count(STAT_ACCEPTS);
-	return submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0);
+	return submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0, false);
 }
 
 // --- fentry mode ---
@@ -684,7 +708,7 @@ static __always_inline int accepted(void *ctx, struct sock *newsk)
 SEC("fentry/tcp_connect")
 int BPF_PROG(fentry_tcp_connect, struct sock *sk)
 {
-	save_attempt(sk);
+	save_attempt(sk, false);
 	return 0;
 }
 
@@ -703,7 +727,7 @@ int fexit_inet_csk_accept(u64 *ctx)
 	u64 ret = 0;
 	if (bpf_get_func_ret(ctx, &ret))
 		return 0;
-	return accepted(ctx, (struct sock *)ret);
+	return accepted(ctx, (struct sock *)ret, false);
 }
 
 // --- kprobe mode (the seed's) ---
@@ -715,7 +739,7 @@ int BPF_KPROBE(kprobe_tcp_connect, struct sock *sk)
 {
 	u64 tid = bpf_get_current_pid_tgid();
 	u64 skp = (u64)sk;
-	save_attempt(sk);
+	save_attempt(sk, false);
 	bpf_map_update_elem(&connect_args, &tid, &skp, BPF_ANY);
 	return 0;
 }
@@ -737,27 +761,28 @@ int BPF_KRETPROBE(kretprobe_tcp_connect, int ret)
 SEC("kretprobe/inet_csk_accept")
 int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *newsk)
 {
-	return accepted(ctx, newsk);
+	return accepted(ctx, newsk, false);
 }
 
 // --- tracepoint mode, and outcomes in every mode ---
 
-// TP_PROTO(const struct sock *sk, const int oldstate, const int newstate)
-// of sock/inet_sock_set_state (include/trace/events/sock.h).
-SEC("raw_tp/inet_sock_set_state")
-int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+// set_state handles sock/inet_sock_set_state, TP_PROTO(const struct sock
+// *sk, const int oldstate, const int newstate) (include/trace/events/sock.h):
+// the attempt in tracepoint mode, the outcome in every mode. btf: sk and the
+// current task are read directly (the tp_btf program).
+static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
 		// In the connecting task (tcp_v4_connect/tcp_v6_connect).
-		if (attempts_from_tracepoint && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP)
-			save_attempt(sk);
+		if (attempts_from_tracepoint && READ(btf, sk, sk_protocol) == IPPROTO_TCP)
+			save_attempt(sk, btf);
 		return 0;
 	}
 
 	// SYN_SENT -> SYN_RECV is a simultaneous open: not an outcome yet.
 	if (oldstate != TCP_SYN_SENT || newstate == TCP_SYN_RECV)
 		return 0;
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (READ(btf, sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 
 	// Leaving SYN_SENT: established, or closed by an error or by the user.
@@ -796,7 +821,7 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 		// tcp_reset(), tcp_write_err() and tcp_v4_err() set sk_err
 		// before tcp_done() moves the socket to CLOSE; a close() by the
 		// user leaves it 0.
-		int err = BPF_CORE_READ(sk, sk_err);
+		int err = READ(btf, sk, sk_err);
 		if (err)
 			context.retval = -err;
 		else if (connect_ret < 0)
@@ -805,21 +830,40 @@ int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate
 			context.retval = -ECONNABORTED;
 	}
 	context.ts = bpf_ktime_get_ns();
-	return submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts);
+	return submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts, btf);
+}
+
+// The BTF-typed tracepoint (Linux 5.5+; with bpf_get_current_task_btf,
+// 5.11+): the same work with direct reads. bpf/probe.go loads it where the
+// kernel accepts it, else the raw tracepoint below.
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return set_state(ctx, sk, oldstate, newstate, true);
+}
+
+SEC("raw_tp/inet_sock_set_state")
+int BPF_PROG(tp_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
+{
+	return set_state(ctx, sk, oldstate, newstate, false);
 }
 
 // accept(2)/accept4(2) return: the new fd's socket, in the accepting task.
-static __always_inline int accept_exit(struct trace_event_raw_sys_exit *ctx)
+// btf: the task and its file table are read directly (Linux 5.11+); the
+// file behind the fd and its socket always through probe reads (the fd
+// array is indexed by a variable).
+static __always_inline int accept_exit(struct trace_event_raw_sys_exit *ctx, bool btf)
 {
 	long fd = ctx->ret;
 	if (fd < 0)
 		return 0;
 
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
+	struct task_struct *task = btf ? bpf_get_current_task_btf() :
+					 (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = btf ? task->files->fdt : BPF_CORE_READ(task, files, fdt);
+	if (fd >= READ(btf, fdt, max_fds))
 		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file **fds = READ(btf, fdt, fd);
 	struct file *file = NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
 	if (!file)
@@ -827,17 +871,31 @@ static __always_inline int accept_exit(struct trace_event_raw_sys_exit *ctx)
 	struct socket *sock = BPF_CORE_READ(file, private_data);
 	if (!sock)
 		return 0;
-	return accepted(ctx, BPF_CORE_READ(sock, sk));
+	return accepted(ctx, BPF_CORE_READ(sock, sk), btf);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int tp_sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
 {
-	return accept_exit(ctx);
+	return accept_exit(ctx, false);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int tp_sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
-	return accept_exit(ctx);
+	return accept_exit(ctx, false);
+}
+
+// The same with direct reads of the task, attached with the BTF-typed
+// state-change program (bpf/probe.go).
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_sys_exit_accept4_btf(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx, true);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_sys_exit_accept_btf(struct trace_event_raw_sys_exit *ctx)
+{
+	return accept_exit(ctx, true);
 }

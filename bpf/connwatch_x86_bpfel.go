@@ -63,9 +63,12 @@ const (
 	connwatchProgKprobeTcpConnect       = "kprobe_tcp_connect"
 	connwatchProgKretprobeInetCskAccept = "kretprobe_inet_csk_accept"
 	connwatchProgKretprobeTcpConnect    = "kretprobe_tcp_connect"
+	connwatchProgTpBtfInetSockSetState  = "tp_btf_inet_sock_set_state"
 	connwatchProgTpInetSockSetState     = "tp_inet_sock_set_state"
 	connwatchProgTpSysExitAccept        = "tp_sys_exit_accept"
 	connwatchProgTpSysExitAccept4       = "tp_sys_exit_accept4"
+	connwatchProgTpSysExitAccept4Btf    = "tp_sys_exit_accept4_btf"
+	connwatchProgTpSysExitAcceptBtf     = "tp_sys_exit_accept_btf"
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
 	connwatchVarMonitorMode             = "monitor_mode"
 	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
@@ -120,9 +123,12 @@ type connwatchProgramSpecs struct {
 	KprobeTcpConnect       *ebpf.ProgramSpec `ebpf:"kprobe_tcp_connect"`
 	KretprobeInetCskAccept *ebpf.ProgramSpec `ebpf:"kretprobe_inet_csk_accept"`
 	KretprobeTcpConnect    *ebpf.ProgramSpec `ebpf:"kretprobe_tcp_connect"`
+	TpBtfInetSockSetState  *ebpf.ProgramSpec `ebpf:"tp_btf_inet_sock_set_state"`
 	TpInetSockSetState     *ebpf.ProgramSpec `ebpf:"tp_inet_sock_set_state"`
 	TpSysExitAccept        *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept"`
 	TpSysExitAccept4       *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept4"`
+	TpSysExitAccept4Btf    *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept4_btf"`
+	TpSysExitAcceptBtf     *ebpf.ProgramSpec `ebpf:"tp_sys_exit_accept_btf"`
 }
 
 // connwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -212,9 +218,12 @@ type connwatchPrograms struct {
 	KprobeTcpConnect       *ebpf.Program `ebpf:"kprobe_tcp_connect"`
 	KretprobeInetCskAccept *ebpf.Program `ebpf:"kretprobe_inet_csk_accept"`
 	KretprobeTcpConnect    *ebpf.Program `ebpf:"kretprobe_tcp_connect"`
+	TpBtfInetSockSetState  *ebpf.Program `ebpf:"tp_btf_inet_sock_set_state"`
 	TpInetSockSetState     *ebpf.Program `ebpf:"tp_inet_sock_set_state"`
 	TpSysExitAccept        *ebpf.Program `ebpf:"tp_sys_exit_accept"`
 	TpSysExitAccept4       *ebpf.Program `ebpf:"tp_sys_exit_accept4"`
+	TpSysExitAccept4Btf    *ebpf.Program `ebpf:"tp_sys_exit_accept4_btf"`
+	TpSysExitAcceptBtf     *ebpf.Program `ebpf:"tp_sys_exit_accept_btf"`
 }
 
 func (p *connwatchPrograms) Close() error {
@@ -225,9 +234,12 @@ func (p *connwatchPrograms) Close() error {
 		p.KprobeTcpConnect,
 		p.KretprobeInetCskAccept,
 		p.KretprobeTcpConnect,
+		p.TpBtfInetSockSetState,
 		p.TpInetSockSetState,
 		p.TpSysExitAccept,
 		p.TpSysExitAccept4,
+		p.TpSysExitAccept4Btf,
+		p.TpSysExitAcceptBtf,
 	)
 }
 

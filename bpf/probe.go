@@ -65,6 +65,11 @@ type Options struct {
 	// RingPoll is how often the ring buffer reader looks for events
 	// (the longest an event waits there). Default 10 ms.
 	RingPoll time.Duration
+	// RawStateChanges attaches the raw tracepoint for TCP state changes
+	// (and the accept tracepoints that read the task through probe reads)
+	// even where the kernel takes the BTF-typed one (tp_btf, whose direct
+	// reads cost less). For tests and comparisons.
+	RawStateChanges bool
 	// MaxPending bounds the connection attempts tracked until their
 	// outcome (the conn_attempts LRU). Default 16384.
 	MaxPending uint32
@@ -80,6 +85,8 @@ type Probe struct {
 	finalStats KernelStats // read at Close, returned by KernelStats after it
 	mode       Mode
 	transport  Transport
+	stateProg  string // the program attached to inet_sock_set_state
+	btfErr     error  // why the BTF-typed one was not, if it was tried
 	skipped    []Skipped
 	warnings   []error
 	coll       *ebpf.Collection
@@ -171,7 +178,32 @@ func tracepoint(group, name string) func(*ebpf.Program) (link.Link, error) {
 }
 
 // outcomes is attached in every mode: it reports how each attempt ended.
-var outcomes = attachment{"tp_inet_sock_set_state", true, rawTracepoint("inet_sock_set_state")}
+// Where the kernel takes them, the programs of btfTwins are attached
+// instead of theirs: the same code, reading the socket (a BTF-typed
+// tracepoint's argument) and the current task (bpf_get_current_task_btf)
+// directly instead of through bpf_probe_read_kernel.
+var (
+	outcomes    = attachment{"tp_inet_sock_set_state", true, rawTracepoint("inet_sock_set_state")}
+	outcomesBTF = attachment{"tp_btf_inet_sock_set_state", true, tracing}
+	btfTwins    = map[string]attachment{
+		outcomes.prog:         outcomesBTF,
+		"tp_sys_exit_accept4": {"tp_sys_exit_accept4_btf", false, tracepoint("syscalls", "sys_exit_accept4")},
+		"tp_sys_exit_accept":  {"tp_sys_exit_accept_btf", false, tracepoint("syscalls", "sys_exit_accept")},
+	}
+)
+
+// withBTFTwins returns atts with the programs that have a BTF twin
+// replaced by it.
+func withBTFTwins(atts []attachment) []attachment {
+	out := make([]attachment, len(atts))
+	for i, a := range atts {
+		if twin, ok := btfTwins[a.prog]; ok {
+			a = twin
+		}
+		out[i] = a
+	}
+	return out
+}
 
 var modePrograms = map[Mode][]attachment{
 	ModeFentry: {
@@ -322,13 +354,32 @@ func Open(opts Options) (*Probe, error) {
 	return p, nil
 }
 
-// load loads the objects mode needs and attaches them. On failure nothing of
-// it stays loaded.
+// load loads the objects mode needs and attaches them, with the BTF-typed
+// state-change program where the kernel takes it, else the raw one. On
+// failure nothing of it stays loaded.
 func (p *Probe) load(m Mode, opts Options) error {
 	atts, ok := modePrograms[m]
 	if !ok {
 		return fmt.Errorf("unknown attach mode %q", m)
 	}
+	p.btfErr = nil
+	if !opts.RawStateChanges {
+		err := p.loadAttach(m, withBTFTwins(atts), opts)
+		if err == nil {
+			p.stateProg = outcomesBTF.prog
+			return nil
+		}
+		p.btfErr = err
+	}
+	if err := p.loadAttach(m, atts, opts); err != nil {
+		return err
+	}
+	p.stateProg = outcomes.prog
+	return nil
+}
+
+// loadAttach loads the programs of atts and attaches them.
+func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
 
 	spec, err := loadConnwatch()
 	if err != nil {
@@ -454,6 +505,11 @@ func (p *Probe) kernelStats() (KernelStats, error) {
 
 // Mode is the attach mode in use.
 func (p *Probe) Mode() Mode { return p.mode }
+
+// StateChanges names the program attached to sock/inet_sock_set_state
+// (tp_btf_inet_sock_set_state or tp_inet_sock_set_state) and, for the raw
+// one, why the BTF-typed one is not used (nil if it was not tried).
+func (p *Probe) StateChanges() (prog string, whyNotBTF error) { return p.stateProg, p.btfErr }
 
 // Transport is how events leave the kernel: perf or ringbuf.
 func (p *Probe) Transport() Transport { return p.transport }

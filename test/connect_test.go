@@ -17,16 +17,25 @@ import (
 
 const eventTimeout = 5 * time.Second
 
-// Both transports deliver the same events; auto picks the ring buffer on
-// kernels that have one.
+// Both transports and both state-change programs deliver the same events;
+// by default the ring buffer and the BTF-typed tracepoint are used where
+// the kernel has them.
 func TestConnectHost(t *testing.T) {
 	requireRoot(t)
-	for _, tr := range []bpf.Transport{bpf.TransportPerf, bpf.TransportRingbuf} {
-		t.Run(string(tr), func(t *testing.T) { testConnectHost(t, tr) })
+	for _, o := range []bpf.Options{
+		{Transport: bpf.TransportPerf},
+		{Transport: bpf.TransportRingbuf},
+		{Transport: bpf.TransportRingbuf, RawStateChanges: true},
+	} {
+		name := string(o.Transport)
+		if o.RawStateChanges {
+			name += "/raw_tp"
+		}
+		t.Run(name, func(t *testing.T) { testConnectHost(t, o) })
 	}
 }
 
-func testConnectHost(t *testing.T, tr bpf.Transport) {
+func testConnectHost(t *testing.T, o bpf.Options) {
 	tests := []struct {
 		name     string
 		network  string
@@ -37,10 +46,14 @@ func testConnectHost(t *testing.T, tr bpf.Transport) {
 		{"ipv4", "tcp4", "127.0.0.1:0", event.TCPConnect, "TCP"},
 		{"ipv6", "tcp6", "[::1]:0", event.TCPConnectV6, "TCPv6"},
 	}
-	w := startProbe(t, bpf.Options{Transport: tr})
-	t.Logf("attach mode %s", w.probe.Mode())
-	if got := w.probe.Transport(); got != tr {
-		t.Fatalf("probe transport %s, want %s", got, tr)
+	w := startProbe(t, o)
+	prog, whyNot := w.probe.StateChanges()
+	t.Logf("attach mode %s, state changes by %s (BTF-typed not used: %v)", w.probe.Mode(), prog, whyNot)
+	if got := w.probe.Transport(); got != o.Transport {
+		t.Fatalf("probe transport %s, want %s", got, o.Transport)
+	}
+	if o.RawStateChanges && prog != "tp_inet_sock_set_state" {
+		t.Fatalf("state changes by %s, want the raw tracepoint", prog)
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

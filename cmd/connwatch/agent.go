@@ -93,7 +93,11 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	for _, w := range probe.Warnings() {
 		log.Warn("optional probe not attached", "reason", w)
 	}
-	log.Info("probes attached", "mode", probe.Mode(), "transport", probe.Transport())
+	stateProg, whyNotBTF := probe.StateChanges()
+	log.Info("probes attached", "mode", probe.Mode(), "transport", probe.Transport(), "state_changes", stateProg)
+	if whyNotBTF != nil {
+		log.Debug("BTF-typed tracepoint not usable; raw tracepoint attached", "err", whyNotBTF)
+	}
 
 	out, err := newOutput(o.format, cfg, stdout, log)
 	if err != nil {
