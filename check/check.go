@@ -61,9 +61,11 @@ var modes = []struct {
 	{ModeTracepoint, "", NameSyscallTracepoints},
 }
 
-// commonNeeds are needed by every mode: outcome tracking always uses the raw
-// tracepoint, every program reads sockets with bpf_probe_read_kernel
-// (BPF_CORE_READ), and events always go through a perf event array.
+// commonNeeds are needed by every mode: outcome tracking falls back to the
+// raw tracepoint where the BTF-typed one does not load, programs read
+// sockets with bpf_probe_read_kernel (BPF_CORE_READ), and the perf event
+// array is the transport every such kernel has (the ring buffer, checked
+// as ringbuf, is preferred where present).
 var commonNeeds = []string{NameRawTracepoint, NameProbeReadKernel, NamePerfEventArray}
 
 // Options configure Run. There are none yet; the type keeps Run's signature
