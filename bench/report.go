@@ -183,7 +183,7 @@ func printReport(w io.Writer, o options, r *results) {
 		}
 		lossMet := havePerf && perfErr == 0 && l.Log.LostSamples == 0
 		t.add("3", fmt.Sprintf("lost samples, %s flat out (%s conns, %s)", o.lossDur, group(l.Load.Conns), rate(l.Load.Rate())),
-			fmt.Sprintf("%s lost, %s perf write errors", group(l.Log.LostSamples), perfCell), "", "", "0", verdict(lossMet))
+			fmt.Sprintf("%s lost, %s failed writes", group(l.Log.LostSamples), perfCell), "", "", "0", verdict(lossMet))
 		exp, got := l.Expected.records(), l.Delivered.records()
 		drops := uint64(0)
 		if exp > got {
@@ -277,7 +277,7 @@ func printNotes(w io.Writer, o options, r *results) {
 					float64(p.Runs)/float64(max(m.Cost.Conns, 1)), float64(p.Runtime.Nanoseconds())/float64(p.Runs),
 					us(float64(p.Runtime.Nanoseconds())/float64(max(m.Cost.Conns, 1)))))
 			}
-			note("%s mode, per connection: %s; %s conns at %s, %s samples read, %s lost, %s perf write errors",
+			note("%s mode, per connection: %s; %s conns at %s, %s samples read, %s lost, %s failed writes",
 				m.Mode, strings.Join(parts, "; "), group(m.Load.Conns), rate(m.Load.Rate()), group(m.Samples), group(m.Lost), group(m.PerfErrors))
 		}
 	}

@@ -239,7 +239,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 << 20);
+	__uint(max_entries, 1 << 20);
 } sys_events_rb SEC(".maps");
 
 struct outer_key {

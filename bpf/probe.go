@@ -55,7 +55,7 @@ type Options struct {
 	// (rounded up to pages). Default 256 KiB.
 	PerCPUBuffer int
 	// RingBuffer is the size in bytes of the ring buffer, a power of two
-	// of at least a page. Default 4 MiB.
+	// of at least a page. Default 1 MiB.
 	RingBuffer int
 	// WakeupEvents wakes the perf reader every that many samples instead
 	// of on each one; Flush delivers a partial batch. Default 1. The ring
@@ -297,7 +297,7 @@ func Open(opts Options) (*Probe, error) {
 		opts.PerCPUBuffer = 256 << 10
 	}
 	if opts.RingBuffer <= 0 {
-		opts.RingBuffer = 4 << 20
+		opts.RingBuffer = 1 << 20
 	}
 	if opts.RingPoll <= 0 {
 		opts.RingPoll = 10 * time.Millisecond
