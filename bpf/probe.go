@@ -380,7 +380,6 @@ func (p *Probe) load(m Mode, opts Options) error {
 
 // loadAttach loads the programs of atts and attaches them.
 func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
-
 	spec, err := loadConnwatch()
 	if err != nil {
 		return fmt.Errorf("loading BPF object: %w", err)
