@@ -9,76 +9,13 @@ import (
 	"time"
 )
 
-// sample builds wire-format bytes the way bpf/connwatch.c does.
-type sample struct {
-	ctx  [ContextSize]byte
-	args []byte
-	n    uint32
-}
-
-func newSample(eventID uint32) *sample {
-	s := &sample{}
-	le := binary.LittleEndian
-	le.PutUint64(s.ctx[0:], 123456789)
-	le.PutUint32(s.ctx[8:], 4026532000)  // pid_ns
-	le.PutUint32(s.ctx[12:], 4026532001) // mnt_ns
-	le.PutUint32(s.ctx[16:], 100)        // host_ppid
-	le.PutUint32(s.ctx[20:], 200)        // host_pid
-	le.PutUint32(s.ctx[24:], 0)          // ppid
-	le.PutUint32(s.ctx[28:], 1)          // pid
-	le.PutUint32(s.ctx[32:], 1000)       // uid
-	le.PutUint32(s.ctx[36:], eventID)
-	le.PutUint64(s.ctx[44:], uint64(0xffffffffffffff91)) // -111
-	copy(s.ctx[52:], "curl")
-	return s
-}
-
-func (s *sample) str(v string) *sample {
-	s.args = append(s.args, ArgStr)
-	s.args = binary.LittleEndian.AppendUint32(s.args, uint32(len(v)+1))
-	s.args = append(append(s.args, v...), 0)
-	s.n++
-	return s
-}
-
-func (s *sample) sockaddr(ap netip.AddrPort) *sample {
-	s.args = append(s.args, ArgSockaddr)
-	if ap.Addr().Is4() {
-		b := make([]byte, sockaddrInSize)
-		binary.LittleEndian.PutUint16(b, afInet)
-		binary.BigEndian.PutUint16(b[2:], ap.Port())
-		a := ap.Addr().As4()
-		copy(b[4:], a[:])
-		s.args = append(s.args, b...)
-	} else {
-		b := make([]byte, sockaddrIn6Size)
-		binary.LittleEndian.PutUint16(b, afInet6)
-		binary.BigEndian.PutUint16(b[2:], ap.Port())
-		a := ap.Addr().As16()
-		copy(b[8:], a[:])
-		s.args = append(s.args, b...)
-	}
-	s.n++
-	return s
-}
-
-func (s *sample) family(f uint16) *sample {
-	s.args = append(s.args, ArgSockaddr)
-	s.args = binary.LittleEndian.AppendUint16(s.args, f)
-	s.n++
-	return s
-}
-
-func (s *sample) int32(v uint32) *sample {
-	s.args = append(s.args, ArgInt)
-	s.args = binary.LittleEndian.AppendUint32(s.args, v)
-	s.n++
-	return s
-}
-
-func (s *sample) bytes() []byte {
-	binary.LittleEndian.PutUint32(s.ctx[40:], s.n)
-	return append(append([]byte{}, s.ctx[:]...), s.args...)
+// newSample starts a sample with the context the tests expect back.
+func newSample(eventID uint32) *SampleBuilder {
+	return NewSample(Event{
+		KernelTime: 123456789, PidNS: 4026532000, MntNS: 4026532001,
+		HostPPID: 100, HostPID: 200, PPID: 0, PID: 1, UID: 1000,
+		EventID: eventID, Retval: -111, Comm: "curl",
+	})
 }
 
 func TestDecode(t *testing.T) {
@@ -99,19 +36,19 @@ func TestDecode(t *testing.T) {
 	}{
 		{
 			name:     "ipv4",
-			in:       newSample(TCPConnect).str("TCP").sockaddr(remote4).sockaddr(local4).bytes(),
+			in:       newSample(TCPConnect).Str("TCP").Sockaddr(remote4).Sockaddr(local4).Bytes(),
 			protocol: "TCP", remote: remote4, local: local4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
 		},
 		{
 			name:     "ipv6",
-			in:       newSample(TCPConnectV6).str("TCPv6").sockaddr(remote6).sockaddr(local6).bytes(),
+			in:       newSample(TCPConnectV6).Str("TCPv6").Sockaddr(remote6).Sockaddr(local6).Bytes(),
 			protocol: "TCPv6", remote: remote6, local: local6, family: afInet6, eventID: TCPConnectV6, wantArgNum: 3,
 		},
 		{
 			name: "v4-mapped ipv6 decodes to ipv4",
-			in: newSample(TCPConnectV6).str("TCPv6").
-				sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:80")).
-				sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5555")).bytes(),
+			in: newSample(TCPConnectV6).Str("TCPv6").
+				Sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:80")).
+				Sockaddr(netip.MustParseAddrPort("[::ffff:127.0.0.1]:5555")).Bytes(),
 			protocol: "TCPv6",
 			remote:   netip.MustParseAddrPort("127.0.0.1:80"),
 			local:    netip.MustParseAddrPort("127.0.0.1:5555"),
@@ -119,22 +56,22 @@ func TestDecode(t *testing.T) {
 		},
 		{
 			name:     "unknown family keeps the family, no address",
-			in:       newSample(TCPConnect).str("TCP").family(1).family(1).bytes(),
+			in:       newSample(TCPConnect).Str("TCP").Family(1).Family(1).Bytes(),
 			protocol: "TCP", family: 1, eventID: TCPConnect, wantArgNum: 3,
 		},
 		{
 			name:     "seed layout: two args",
-			in:       newSample(TCPConnect).str("TCP").sockaddr(remote4).bytes(),
+			in:       newSample(TCPConnect).Str("TCP").Sockaddr(remote4).Bytes(),
 			protocol: "TCP", remote: remote4, family: afInet, eventID: TCPConnect, wantArgNum: 2,
 		},
 		{
 			name:     "int args are skipped",
-			in:       newSample(TCPConnect).int32(7).str("TCP").sockaddr(remote4).bytes(),
+			in:       newSample(TCPConnect).Int(7).Str("TCP").Sockaddr(remote4).Bytes(),
 			protocol: "TCP", remote: remote4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
 		},
 		{
 			name:     "trailing perf padding is ignored",
-			in:       append(newSample(TCPConnect).str("TCP").sockaddr(remote4).sockaddr(local4).bytes(), 0, 0, 0, 0, 0, 0, 0),
+			in:       append(newSample(TCPConnect).Str("TCP").Sockaddr(remote4).Sockaddr(local4).Bytes(), 0, 0, 0, 0, 0, 0, 0),
 			protocol: "TCP", remote: remote4, local: local4, family: afInet, eventID: TCPConnect, wantArgNum: 3,
 		},
 	}
@@ -163,8 +100,8 @@ func TestDecode(t *testing.T) {
 
 func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
 	for _, full := range [][]byte{
-		newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes(),
-		newSample(TCPConnectV6).str("TCPv6").sockaddr(netip.MustParseAddrPort("[::1]:5")).sockaddr(netip.MustParseAddrPort("[::1]:9")).bytes(),
+		newSample(TCPConnect).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).Bytes(),
+		newSample(TCPConnectV6).Str("TCPv6").Sockaddr(netip.MustParseAddrPort("[::1]:5")).Sockaddr(netip.MustParseAddrPort("[::1]:9")).Bytes(),
 	} {
 		for n := 0; n < len(full); n++ {
 			_, err := Decode(full[:n])
@@ -179,19 +116,19 @@ func TestDecodeTruncatedAtEveryOffset(t *testing.T) {
 }
 
 func TestDecodeRejectsInconsistent(t *testing.T) {
-	tooMany := newSample(TCPConnect).bytes()
+	tooMany := newSample(TCPConnect).Bytes()
 	binary.LittleEndian.PutUint32(tooMany[40:], 7)
 
-	negStr := newSample(TCPConnect).str("TCP").bytes()
+	negStr := newSample(TCPConnect).Str("TCP").Bytes()
 	binary.LittleEndian.PutUint32(negStr[ContextSize+1:], 0xffffffff)
 
-	hugeStr := newSample(TCPConnect).str("TCP").bytes()
+	hugeStr := newSample(TCPConnect).Str("TCP").Bytes()
 	binary.LittleEndian.PutUint32(hugeStr[ContextSize+1:], 1<<30)
 
-	unknownType := newSample(TCPConnect).str("TCP").bytes()
+	unknownType := newSample(TCPConnect).Str("TCP").Bytes()
 	unknownType[ContextSize] = 99
 
-	noneType := newSample(TCPConnect).str("TCP").bytes()
+	noneType := newSample(TCPConnect).Str("TCP").Bytes()
 	noneType[ContextSize] = ArgNone
 
 	for name, b := range map[string][]byte{
@@ -210,7 +147,7 @@ func TestDecodeRejectsInconsistent(t *testing.T) {
 }
 
 func TestDecoderDoesNotAllocate(t *testing.T) {
-	b := newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes()
+	b := newSample(TCPConnect).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).Bytes()
 	var d Decoder
 	var ev Event
 	if err := d.Decode(b, &ev); err != nil {
@@ -223,7 +160,7 @@ func TestDecoderDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkDecode(b *testing.B) {
-	in := newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes()
+	in := newSample(TCPConnect).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).Bytes()
 	var d Decoder
 	var ev Event
 	b.ReportAllocs()
@@ -236,9 +173,9 @@ func BenchmarkDecode(b *testing.B) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(newSample(TCPConnect).str("TCP").sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).bytes())
-	f.Add(newSample(TCPConnectV6).str("TCPv6").sockaddr(netip.MustParseAddrPort("[::1]:5")).sockaddr(netip.MustParseAddrPort("[::ffff:1.2.3.4]:9")).bytes())
-	f.Add(newSample(TCPConnect).str("TCP").family(1).int32(3).bytes())
+	f.Add(newSample(TCPConnect).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).Bytes())
+	f.Add(newSample(TCPConnectV6).Str("TCPv6").Sockaddr(netip.MustParseAddrPort("[::1]:5")).Sockaddr(netip.MustParseAddrPort("[::ffff:1.2.3.4]:9")).Bytes())
+	f.Add(newSample(TCPConnect).Str("TCP").Family(1).Int(3).Bytes())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := Decode(b)
@@ -256,18 +193,11 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func (s *sample) ulong(v uint64) *sample {
-	s.args = append(s.args, ArgULong)
-	s.args = binary.LittleEndian.AppendUint64(s.args, v)
-	s.n++
-	return s
-}
-
 func TestDecodeResult(t *testing.T) {
-	b := newSample(TCPConnectResult).str("TCP").
-		sockaddr(netip.MustParseAddrPort("10.0.0.1:80")).
-		sockaddr(netip.MustParseAddrPort("10.0.0.2:40000")).
-		ulong(123000000).bytes()
+	b := newSample(TCPConnectResult).Str("TCP").
+		Sockaddr(netip.MustParseAddrPort("10.0.0.1:80")).
+		Sockaddr(netip.MustParseAddrPort("10.0.0.2:40000")).
+		ULong(123000000).Bytes()
 	ev, err := Decode(b)
 	if err != nil {
 		t.Fatal(err)
@@ -312,10 +242,10 @@ func TestOutcome(t *testing.T) {
 }
 
 func TestSplitAttempt(t *testing.T) {
-	b := newSample(TCPConnectAndResultV6).str("TCPv6").
-		sockaddr(netip.MustParseAddrPort("[2001:db8::1]:443")).
-		sockaddr(netip.MustParseAddrPort("[2001:db8::2]:40000")).
-		ulong(123000000).bytes()
+	b := newSample(TCPConnectAndResultV6).Str("TCPv6").
+		Sockaddr(netip.MustParseAddrPort("[2001:db8::1]:443")).
+		Sockaddr(netip.MustParseAddrPort("[2001:db8::2]:40000")).
+		ULong(123000000).Bytes()
 	ev, err := Decode(b)
 	if err != nil {
 		t.Fatal(err)
