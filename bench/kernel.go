@@ -110,24 +110,21 @@ type kernelCost struct {
 }
 
 func (k kernelCost) NsPerConn() float64 {
-	if k.Conns == 0 {
-		return 0
-	}
-	return float64(k.Runtime.Nanoseconds()) / float64(k.Conns)
+	return per(float64(k.Runtime.Nanoseconds()), float64(k.Conns))
 }
 
-func (k kernelCost) RunsPerConn() float64 {
-	if k.Conns == 0 {
-		return 0
-	}
-	return float64(k.Runs) / float64(k.Conns)
-}
+func (k kernelCost) RunsPerConn() float64 { return per(float64(k.Runs), float64(k.Conns)) }
 
 func (k kernelCost) NsPerRun() float64 {
-	if k.Runs == 0 {
+	return per(float64(k.Runtime.Nanoseconds()), float64(k.Runs))
+}
+
+// per is n / d, or 0 when nothing was counted (d is 0).
+func per(n, d float64) float64 {
+	if d == 0 {
 		return 0
 	}
-	return float64(k.Runtime.Nanoseconds()) / float64(k.Runs)
+	return n / d
 }
 
 func costBetween(before, after []progStat, conns uint64) kernelCost {

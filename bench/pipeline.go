@@ -37,10 +37,7 @@ func processCPU() time.Duration {
 }
 
 func (s stageResult) NsPerEvent() float64 {
-	if s.Events == 0 {
-		return 0
-	}
-	return float64(s.Elapsed.Nanoseconds()) / float64(s.Events)
+	return per(float64(s.Elapsed.Nanoseconds()), float64(s.Events))
 }
 
 func (s stageResult) PerSecond() float64 {
@@ -50,19 +47,9 @@ func (s stageResult) PerSecond() float64 {
 	return float64(s.Events) / s.Elapsed.Seconds()
 }
 
-func (s stageResult) AllocsPerEvent() float64 {
-	if s.Events == 0 {
-		return 0
-	}
-	return float64(s.Mallocs) / float64(s.Events)
-}
+func (s stageResult) AllocsPerEvent() float64 { return per(float64(s.Mallocs), float64(s.Events)) }
 
-func (s stageResult) BytesPerEvent() float64 {
-	if s.Events == 0 {
-		return 0
-	}
-	return float64(s.Bytes) / float64(s.Events)
-}
+func (s stageResult) BytesPerEvent() float64 { return per(float64(s.Bytes), float64(s.Events)) }
 
 // pipelineResult is part 4: the stages and the end-to-end run.
 type pipelineResult struct {
