@@ -47,8 +47,7 @@ func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
 	}
 	ps := progSetOf(probe.Programs())
 
-	// Read like the agent does (decode, nothing more), flushing partial
-	// batches every 100 ms.
+	// Read like the agent does (decode, nothing more).
 	var samples, lost atomic.Uint64
 	readDone := make(chan struct{})
 	go func() {
@@ -73,20 +72,6 @@ func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
 			}
 		}
 	}()
-	stopFlush := make(chan struct{})
-	var flushWG sync.WaitGroup
-	flushWG.Go(func() {
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopFlush:
-				return
-			case <-t.C:
-				probe.Flush()
-			}
-		}
-	})
 
 	before, err := ps.stats()
 	if err == nil {
@@ -103,8 +88,6 @@ func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
 	if ks, kerr := probe.KernelStats(); kerr == nil {
 		r.PerfErrors = ks.PerfErrors
 	}
-	close(stopFlush)
-	flushWG.Wait()
 	probe.Close()
 	<-readDone
 	r.Samples, r.Lost = samples.Load(), lost.Load()

@@ -58,13 +58,13 @@ type Options struct {
 	// of at least a page. Default 1 MiB.
 	RingBuffer int
 	// WakeupEvents wakes the perf reader every that many samples instead
-	// of on each one; Flush delivers a partial batch. Default 1. The ring
-	// buffer is polled every RingPoll instead, and woken early only when
-	// a quarter of it is filled.
+	// of on each one. Default 1. (The ring buffer's reader is woken only
+	// when a quarter of the ring is filled.)
 	WakeupEvents int
-	// RingPoll is how often the ring buffer reader looks for events
-	// (the longest an event waits there). Default 10 ms.
-	RingPoll time.Duration
+	// Poll is how often Read collects the events the kernel did not wake
+	// it for: with the ring buffer, and with the perf buffer when
+	// WakeupEvents > 1. It bounds how long an event waits. Default 10 ms.
+	Poll time.Duration
 	// RawStateChanges attaches the raw tracepoint for TCP state changes
 	// (and the accept tracepoints that read the task through probe reads)
 	// even where the kernel takes the BTF-typed one (tp_btf, whose direct
@@ -99,37 +99,43 @@ type Probe struct {
 // eventReader is the perf or the ring buffer reader.
 type eventReader interface {
 	ReadInto(*Record) error
+	SetDeadline(time.Time)
 	Flush() error
 	Close() error
 }
 
-// ringReader reads the ring buffer into perf Records. The kernel rarely
-// wakes it (see ringbuf_wakeup_bytes in connwatch.c), so it polls: a read
-// that finds the ring empty waits at most poll. The ring buffer never
-// loses samples silently: a full ring fails the kernel's write, which it
-// counts in KernelStats.PerfErrors.
+// ringReader reads the ring buffer into perf Records. The ring buffer
+// never loses samples silently: a full ring fails the kernel's write,
+// which it counts in KernelStats.PerfErrors.
 type ringReader struct {
-	rd   *ringbuf.Reader
-	rec  ringbuf.Record
-	poll time.Duration
+	*ringbuf.Reader
+	rec ringbuf.Record
 }
 
 func (r *ringReader) ReadInto(rec *Record) error {
 	r.rec.RawSample = rec.RawSample
-	for {
-		err := r.rd.ReadInto(&r.rec)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// Drained up to the deadline: wait for the next poll.
-			r.rd.SetDeadline(time.Now().Add(r.poll))
-			continue
-		}
-		rec.RawSample, rec.LostSamples, rec.CPU, rec.Remaining = r.rec.RawSample, 0, 0, r.rec.Remaining
-		return err
-	}
+	err := r.Reader.ReadInto(&r.rec)
+	rec.RawSample, rec.LostSamples, rec.CPU, rec.Remaining = r.rec.RawSample, 0, 0, r.rec.Remaining
+	return err
 }
 
-func (r *ringReader) Flush() error { return r.rd.Flush() }
-func (r *ringReader) Close() error { return r.rd.Close() }
+// polling reads so that no event waits longer than every for a wakeup
+// the kernel does not send: a read that finds the buffers empty waits
+// until the next deadline, which then moves on by every.
+type polling struct {
+	eventReader
+	every time.Duration
+}
+
+func (r polling) ReadInto(rec *Record) error {
+	for {
+		err := r.eventReader.ReadInto(rec)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+		r.SetDeadline(time.Now().Add(r.every))
+	}
+}
 
 // attachment is one program of a mode and how it attaches. A required
 // one that fails fails the mode; an optional one is skipped with a
@@ -299,8 +305,8 @@ func Open(opts Options) (*Probe, error) {
 	if opts.RingBuffer <= 0 {
 		opts.RingBuffer = 1 << 20
 	}
-	if opts.RingPoll <= 0 {
-		opts.RingPoll = 10 * time.Millisecond
+	if opts.Poll <= 0 {
+		opts.Poll = 10 * time.Millisecond
 	}
 	if opts.WakeupEvents <= 0 {
 		opts.WakeupEvents = 1
@@ -334,21 +340,26 @@ func Open(opts Options) (*Probe, error) {
 	}
 	p.mode, p.transport = mode, opts.Transport
 
+	var rd eventReader
 	if opts.Transport == TransportRingbuf {
-		rd, err := ringbuf.NewReader(p.coll.Maps["sys_events_rb"])
+		r, err := ringbuf.NewReader(p.coll.Maps["sys_events_rb"])
 		if err != nil {
 			p.Close()
 			return nil, fmt.Errorf("opening ring buffer reader: %w", err)
 		}
-		rd.SetDeadline(time.Now().Add(opts.RingPoll))
-		p.reader = &ringReader{rd: rd, poll: opts.RingPoll}
-		return p, nil
+		rd = &ringReader{Reader: r}
+	} else {
+		r, err := perf.NewReaderWithOptions(p.coll.Maps["sys_events"], opts.PerCPUBuffer,
+			perf.ReaderOptions{WakeupEvents: opts.WakeupEvents})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("opening perf reader: %w", err)
+		}
+		rd = r
 	}
-	rd, err := perf.NewReaderWithOptions(p.coll.Maps["sys_events"], opts.PerCPUBuffer,
-		perf.ReaderOptions{WakeupEvents: opts.WakeupEvents})
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("opening perf reader: %w", err)
+	if opts.Transport == TransportRingbuf || opts.WakeupEvents > 1 {
+		rd.SetDeadline(time.Now().Add(opts.Poll))
+		rd = polling{rd, opts.Poll}
 	}
 	p.reader = rd
 	return p, nil
@@ -545,8 +556,8 @@ func (p *Probe) Read(rec *Record) error { return p.reader.ReadInto(rec) }
 // ErrFlushed is returned by Read once the records pending at Flush are read.
 var ErrFlushed = perf.ErrFlushed
 
-// Flush makes a blocked Read return the records already in the buffers, for
-// when WakeupEvents batches them.
+// Flush makes a blocked Read return the records already in the buffers
+// and then ErrFlushed. (Read collects them every Options.Poll anyway.)
 func (p *Probe) Flush() error { return p.reader.Flush() }
 
 // Close detaches the programs and frees the maps and the reader. It may be

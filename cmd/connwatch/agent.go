@@ -27,9 +27,8 @@ const (
 	// clockResync is how often the kernel-to-wall-clock offset is re-sampled.
 	clockResync = time.Minute
 	// wakeupEvents is how many samples the kernel batches before waking
-	// the reader; flushInterval bounds how long a partial batch waits.
-	wakeupEvents  = 64
-	flushInterval = 100 * time.Millisecond
+	// the perf reader (the probe collects a partial batch every 10 ms).
+	wakeupEvents = 64
 	// readerQueueSize bounds the samples between the perf reader and
 	// processing (~256 bytes each).
 	readerQueueSize = 16384
@@ -272,15 +271,12 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 	return werr
 }
 
-// control runs everything but the event path: the reader's flush timer,
-// SIGHUP and config-file reloads, and the namespace rescans that keep the
+// control runs everything but the event path: SIGHUP and config-file reloads, and the namespace rescans that keep the
 // visibility map current. It returns on SIGINT/SIGTERM (after closing the
 // probe, which ends the event loop) or when stop is closed.
 func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe,
 	sigs <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
 	path := o.configPath
-	flush := time.NewTicker(flushInterval)
-	defer flush.Stop()
 	rescan := time.NewTicker(rescanInterval)
 	defer rescan.Stop()
 	watch := time.NewTicker(watchInterval)
@@ -334,8 +330,6 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			log.Info("stopping", "signal", s.String())
 			probe.Close()
 			return
-		case <-flush.C:
-			probe.Flush()
 		case <-watch.C:
 			checkWriteErrors()
 			if path == "" {

@@ -81,7 +81,7 @@ func newRunFlags(o *runOptions, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&o.configPath, "c", "", "config `file` (YAML)")
 	fs.StringVar(&o.configPath, "config", "", "config `file` (YAML), same as -c")
-	fs.StringVar(&o.attach, "attach", "", "attach `mode`: auto, kprobe or tracepoint (overrides probe.attach)")
+	fs.StringVar(&o.attach, "attach", "", "attach `mode`: auto, fentry, kprobe or tracepoint (overrides probe.attach)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&o.format, "format", "otel", "stdout `format` when no OTLP endpoint is set: otel (log records and spans as JSON lines) or events (one flat JSON line per kernel event, every sys_context field and the attach mode)")
 	return fs
