@@ -78,8 +78,9 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	}
 
 	// Waking the reader for every sample costs the connecting task ~10 µs
-	// of BPF time per event; batching wakeups and flushing on a timer
-	// bounds the latency instead.
+	// of BPF time per event; batching wakeups (perf) or not waking at all
+	// (ring buffer) costs less, and the probe collects what the kernel
+	// did not wake it for every 10 ms.
 	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport), WakeupEvents: wakeupEvents})
 	if err != nil {
 		return explainLoadError(err)
@@ -271,8 +272,9 @@ func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *outpu
 	return werr
 }
 
-// control runs everything but the event path: SIGHUP and config-file reloads, and the namespace rescans that keep the
-// visibility map current. It returns on SIGINT/SIGTERM (after closing the
+// control runs everything but the event path: SIGHUP and config-file
+// reloads, the namespace rescans that keep the visibility map current, and
+// the check for events the kernel could not write. It returns on SIGINT/SIGTERM (after closing the
 // probe, which ends the event loop) or when stop is closed.
 func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe,
 	sigs <-chan os.Signal, stop <-chan struct{}, log *slog.Logger) {
