@@ -211,3 +211,21 @@ func cstring(b []byte) []byte {
 	}
 	return b
 }
+
+// DecodeSample decodes one sample into the events it carries: one for
+// most samples, two for a combined attempt-and-result sample (411/413),
+// which becomes the attempt (400/402) in evs[0] and its result (410/412)
+// in evs[1]. It returns how many of evs it filled. Times are left zero;
+// stamp each event with a Clock. On error it returns 0 and the error of
+// Decode.
+func (d *Decoder) DecodeSample(b []byte, evs *[2]Event) (int, error) {
+	if err := d.Decode(b, &evs[1]); err != nil {
+		return 0, err
+	}
+	if attempt, ok := evs[1].SplitAttempt(); ok {
+		evs[0] = attempt
+		return 2, nil
+	}
+	evs[0] = evs[1]
+	return 1, nil
+}
