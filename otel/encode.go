@@ -3,6 +3,9 @@ package otel
 import (
 	"math"
 	"net/netip"
+	"strings"
+	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -85,17 +88,64 @@ const (
 )
 
 func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	if num < 16 { // every tag but Span.flags fits one byte
+		return append(b, byte(num)<<3|byte(typ))
+	}
 	return protowire.AppendTag(b, num, typ)
 }
 
-func appendStringField(b []byte, num protowire.Number, s string) []byte {
+// appendVarint is protowire.AppendVarint with the one- and two-byte
+// cases (every length and small number here) inlined.
+func appendVarint(b []byte, v uint64) []byte {
+	switch {
+	case v < 1<<7:
+		return append(b, byte(v))
+	case v < 1<<14:
+		return append(b, byte(v)|0x80, byte(v>>7))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendRawStringField appends a string field known to be UTF-8 (keys
+// and values of connwatch's own vocabulary).
+func appendRawStringField(b []byte, num protowire.Number, s string) []byte {
 	b = appendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendStringField appends a string field. Protobuf strings must be
+// UTF-8 and receivers reject a request holding one that is not (a comm,
+// an argv or a path may hold any bytes), so invalid bytes become U+FFFD.
+func appendStringField(b []byte, num protowire.Number, s string) []byte {
+	return appendRawStringField(b, num, utf8Text(s))
+}
+
+// utf8Text returns s with invalid UTF-8 replaced, as appendStringField
+// writes it.
+// Each invalid byte becomes one U+FFFD, as encoding/json writes it, so
+// that the OTLP and the JSON lines of one record agree.
+func utf8Text(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
 }
 
 func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
 	b = appendTag(b, num, protowire.BytesType)
-	return protowire.AppendBytes(b, v)
+	b = appendVarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
@@ -110,7 +160,7 @@ func appendFixed32Field(b []byte, num protowire.Number, v uint32) []byte {
 
 func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
 	b = appendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	return appendVarint(b, v)
 }
 
 // sizeBytesField is the encoded size of a length-delimited field of n bytes.
@@ -129,19 +179,23 @@ type pbAttrs struct {
 func (p *pbAttrs) kvHeader(key string, valueSize int) {
 	kv := sizeBytesField(fieldKey, len(key)) + sizeBytesField(fieldValue, valueSize)
 	p.b = appendTag(p.b, p.num, protowire.BytesType)
-	p.b = protowire.AppendVarint(p.b, uint64(kv))
-	p.b = appendStringField(p.b, fieldKey, key)
+	p.b = appendVarint(p.b, uint64(kv))
+	p.b = appendRawStringField(p.b, fieldKey, key)
 	p.b = appendTag(p.b, fieldValue, protowire.BytesType)
-	p.b = protowire.AppendVarint(p.b, uint64(valueSize))
+	p.b = appendVarint(p.b, uint64(valueSize))
 }
 
 func (p *pbAttrs) str(key, val string) {
+	val = utf8Text(val)
 	p.kvHeader(key, sizeBytesField(fieldString, len(val)))
-	p.b = appendStringField(p.b, fieldString, val)
+	p.b = appendRawStringField(p.b, fieldString, val)
 }
 
 func (p *pbAttrs) addr(key string, a netip.Addr) {
 	p.tmp = a.AppendTo(p.tmp[:0])
+	if !utf8.Valid(p.tmp) { // an IPv6 zone holds any bytes
+		p.tmp = append(p.tmp[:0], utf8Text(string(p.tmp))...)
+	}
 	p.kvHeader(key, sizeBytesField(fieldString, len(p.tmp)))
 	p.b = appendBytesField(p.b, fieldString, p.tmp)
 }
@@ -164,7 +218,7 @@ func (e *encoder) appendSpan(dst []byte, ev *event.Event, s *spanSpec, tid [trac
 	r := e.rec[:0]
 	r = appendBytesField(r, fieldSpanTraceID, tid[:])
 	r = appendBytesField(r, fieldSpanID, sid[:])
-	r = appendStringField(r, fieldSpanName, s.name)
+	r = appendRawStringField(r, fieldSpanName, s.name)
 	kind := uint64(spanKindClient)
 	if s.kind == trace.SpanKindServer {
 		kind = spanKindServer
@@ -181,7 +235,7 @@ func (e *encoder) appendSpan(dst []byte, ev *event.Event, s *spanSpec, tid [trac
 		st = sizeBytesField(fieldStatusMessage, len(s.description)) + protowire.SizeTag(fieldStatusCode) + 1
 	}
 	r = appendTag(r, fieldSpanStatus, protowire.BytesType)
-	r = protowire.AppendVarint(r, uint64(st))
+	r = appendVarint(r, uint64(st))
 	if st > 0 {
 		r = appendStringField(r, fieldStatusMessage, s.description)
 		r = appendVarintField(r, fieldStatusCode, statusCodeError)
@@ -198,10 +252,13 @@ func (e *encoder) appendLog(dst []byte, ev *event.Event, observed uint64, withSp
 	r = appendFixed64Field(r, fieldLogTime, unixNano(ev.Time))
 	sev := severityOf(ev)
 	r = appendVarintField(r, fieldLogSeverity, uint64(sev))
-	r = appendStringField(r, fieldLogSevText, severityText(sev))
+	r = appendRawStringField(r, fieldLogSevText, severityText(sev))
 	e.body = appendBody(e.body[:0], ev)
+	if !utf8.Valid(e.body) {
+		e.body = append(e.body[:0], utf8Text(string(e.body))...)
+	}
 	r = appendTag(r, fieldLogBody, protowire.BytesType)
-	r = protowire.AppendVarint(r, uint64(sizeBytesField(fieldString, len(e.body))))
+	r = appendVarint(r, uint64(sizeBytesField(fieldString, len(e.body))))
 	r = appendBytesField(r, fieldString, e.body)
 	e.attrs.b, e.attrs.num = r, fieldLogAttrs
 	visitAttributes(ev, &e.attrs)
@@ -212,12 +269,17 @@ func (e *encoder) appendLog(dst []byte, ev *event.Event, observed uint64, withSp
 		r = appendBytesField(r, fieldLogSpanID, sid[:])
 	}
 	r = appendFixed64Field(r, fieldLogObserved, observed)
-	r = appendStringField(r, fieldLogEventName, event.Name(ev.EventID))
+	r = appendRawStringField(r, fieldLogEventName, event.Name(ev.EventID))
 	e.rec = r
 	return appendBytesField(dst, fieldScopeRecords, r)
 }
 
-func unixNano(t interface{ UnixNano() int64 }) uint64 {
+// unixNano is t as OTLP's fixed64 Unix nanoseconds; 0 (unknown) for
+// the zero time and times before 1970.
+func unixNano(t time.Time) uint64 {
+	if t.IsZero() {
+		return 0
+	}
 	n := t.UnixNano()
 	if n < 0 {
 		return 0
@@ -302,10 +364,10 @@ func appendResourceEntry(dst, res, scope, records []byte, schemaURL string) []by
 	entry := sizeBytesField(fieldResource, len(res)) + sizeBytesField(fieldResourceRecords, scopeRecs) +
 		sizeBytesField(fieldResourceSchema, len(schemaURL))
 	dst = appendTag(dst, fieldRequestResource, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(entry))
+	dst = appendVarint(dst, uint64(entry))
 	dst = appendBytesField(dst, fieldResource, res)
 	dst = appendTag(dst, fieldResourceRecords, protowire.BytesType)
-	dst = protowire.AppendVarint(dst, uint64(scopeRecs))
+	dst = appendVarint(dst, uint64(scopeRecs))
 	dst = appendBytesField(dst, fieldScope, scope)
 	dst = append(dst, records...)
 	dst = appendStringField(dst, fieldScopeSchema, schemaURL)

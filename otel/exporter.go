@@ -2,351 +2,418 @@ package otel
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/log"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
 	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/pipeline"
 )
 
-// Pipeline turns events into spans and log records and exports them.
+// Exporter turns events into OTLP spans and log records and exports them:
+// the OpenTelemetry sink of the event path (pipeline.Sink).
+//
+// # Export path
+//
+// Records are encoded straight into OTLP protobuf (no SDK span or record
+// per event): each workload's resource is encoded once and kept while the
+// workload is; an event's span and log record are appended to that
+// workload's part of the open batch of their signal. A batch is closed
+// when it holds MaxExportBatchSize records or BatchTimeout after it was
+// opened, and then waits, encoded, in a queue bounded in bytes
+// (QueueBytes, shared by both signals) for the signal's sender, which
+// sends one request at a time, in order, and retries a failed request
+// with exponential backoff for as long as it is retryable (see Retry).
+// A batch that does not fit in the queue is dropped and its records
+// counted (Stats.*QueueFull). A signal without an endpoint is written to
+// Stdout as JSON lines instead, a log record before its span.
 //
 // # Concurrency
 //
-// Emit is meant to be called from the single goroutine that reads events;
-// it is nevertheless safe for concurrent use (calls are serialised by a
-// mutex). Emit never waits for the network: it hands records to batch
-// processors whose bounded queues drop records rather than block when the
-// exporter falls behind. Stats, ForceFlush and Shutdown may be called from
-// any goroutine at any time. Events passed to Emit after Shutdown has
-// begun are counted in Stats.Dropped and otherwise ignored.
+// Emit is meant to be called from the single goroutine that runs the
+// event path; it is nevertheless safe for concurrent use (calls are
+// serialised by a mutex). Emit never waits for the network. Stats, Flush
+// and Shutdown may be called from any goroutine at any time. Events
+// passed to Emit after Shutdown has begun are counted in Stats.Dropped
+// and otherwise ignored.
 //
 // # Resources
 //
-// Every span and log record carries the resource of the workload behind
-// its event (see ServiceName and the package documentation). Each distinct
-// resource gets its own TracerProvider and LoggerProvider, all sharing one
-// batch span processor and one batch log processor, so that an export
-// request holds the records of many workloads, grouped by resource. The
-// providers of the MaxProviders most recently seen resources are kept;
-// evicted ones are dropped without being shut down (that would shut down
-// the shared processors) and are recreated if their workload shows up
-// again.
-type Pipeline struct {
-	spanProc sdktrace.SpanProcessor // nil: traces disabled
-	logProc  sdklog.Processor       // nil: logs disabled
+// Every record carries the resource of the workload behind its event
+// (see ServiceName and the package documentation). The MaxProviders most
+// recently seen resources are kept encoded; an evicted one is encoded
+// again if its workload shows up again.
+type Exporter struct {
+	traces, logs *signal // nil: signal disabled
 
 	base            []attribute.KeyValue // host and OTEL_RESOURCE_ATTRIBUTES
 	omitArgs        bool
-	maxProviders    int
+	maxResources    int
 	shutdownTimeout time.Duration
+	batchTimeout    time.Duration
 	now             func() time.Time
-	queueLimit      uint64 // records in flight per signal before Emit drops
+	log             *slog.Logger
+	budget          *budget
+	queueDir        *queueDir // nil: the queue is in memory only
 
-	mu         sync.Mutex
-	entries    map[resourceKey]*workload
-	lru        workload // sentinel of the recency list: lru.next is the most recent
-	scratch    []attribute.KeyValue
-	resScratch []attribute.KeyValue
+	mu      sync.Mutex
+	entries map[resourceKey]*workload
+	lru     workload // sentinel of the recency list: lru.next is the most recent
+	enc     encoder
+	jenc    jsonEncoder
+	stdout  *lineOut // shared by the signals written as JSON lines
+	rng     *rand.ChaCha8
+	resAttr []attribute.KeyValue
+	wantPB  bool // a signal goes over OTLP: keep resources encoded
+	wantJS  bool // a signal goes to stdout: keep resources as JSON
 
 	closed       atomic.Bool
+	stopFlusher  chan struct{}
+	flusherDone  chan struct{}
 	shutdownOnce sync.Once
 	shutdownErr  error
 
-	c counters
+	events, ignored, dropped           atomic.Uint64
+	resourcesLive                      atomic.Int64
+	resourcesCreated, resourcesEvicted atomic.Uint64
+	lastExportOK, failingSince         atomic.Int64 // Unix ns; 0: none
+	exportErrorsLogged                 atomic.Int64 // Unix ns of the last failure line
 }
 
-// workload is the cached telemetry state of one resource.
+// Signal indexes into workload.pend.
+const (
+	sigTraces = 0
+	sigLogs   = 1
+)
+
+// workload is the cached state of one resource.
 type workload struct {
-	key        resourceKey
-	res        *resource.Resource
-	tracer     trace.Tracer
-	logger     log.Logger
+	key     resourceKey
+	res     *resource.Resource
+	resPB   []byte // encoded Resource message
+	resJSON []byte // resource as a JSON object
+	pend    [2]pending
+	// prev and next link the recency list; nil once evicted.
 	prev, next *workload
 }
 
-type counters struct {
-	events, ignored, dropped      atomic.Uint64
-	logsQueueFull, spansQueueFull atomic.Uint64
-	// Unix nanoseconds of the last successful export of any signal and
-	// of the first failure since then (0: none).
-	lastExportOK, failingSince         atomic.Int64
-	logsEmitted, spansEmitted          atomic.Uint64
-	logsExported, spansExported        atomic.Uint64
-	logExportErrors, spanExportErrors  atomic.Uint64
-	logsFailed, spansFailed            atomic.Uint64
-	providersLive                      atomic.Int64
-	providersCreated, providersEvicted atomic.Uint64
+// pending are a workload's records in the open batch of one signal,
+// encoded as fields of ScopeSpans/ScopeLogs.
+type pending struct {
+	recs   []byte
+	queued bool // in the signal's open batch
 }
 
-// Stats are the Pipeline's counters since New. Records dropped by a full
-// queue are those emitted but neither exported nor failed once the
-// pipeline is shut down.
-type Stats struct {
-	Events  uint64 // events passed to Emit
-	Ignored uint64 // events that map to nothing (nil, unknown event IDs)
-	Dropped uint64 // events passed to Emit after Shutdown
+// maxKeptRecordBuffer bounds the buffer a workload keeps between batches.
+const maxKeptRecordBuffer = 64 << 10
 
-	LogsEmitted  uint64 // log records handed to the batch processor
-	SpansEmitted uint64 // spans handed to the batch processor
-
-	LogsExported  uint64 // log records in successful export calls
-	SpansExported uint64 // spans in successful export calls
-
-	LogExportErrors  uint64 // failed log export calls
-	SpanExportErrors uint64 // failed span export calls
-	LogsFailed       uint64 // log records in failed export calls
-	SpansFailed      uint64 // spans in failed export calls
-
-	// LogsQueueFull and SpansQueueFull are records Emit refused because a
-	// queue's worth were already in flight (backend down or slow). With
-	// them, per signal: emitted + queue-full = records offered, and
-	// emitted = exported + failed + in flight (0 after Shutdown).
-	LogsQueueFull  uint64
-	SpansQueueFull uint64
-	// LastExportOK is when an export of either signal last succeeded;
-	// FailingSince when exports began failing since then (zero: not
-	// failing).
-	LastExportOK time.Time
-	FailingSince time.Time
-
-	ProvidersLive    int    // resources with live providers
-	ProvidersCreated uint64 // provider pairs created
-	ProvidersEvicted uint64 // provider pairs dropped from the cache
-}
-
-// New returns a Pipeline exporting as opts say: each enabled signal goes
+// New returns an Exporter exporting as opts say: each enabled signal goes
 // over OTLP/gRPC when an endpoint applies to it (see Options) and to
 // opts.Stdout as JSON lines otherwise. No connection is made here; the
-// gRPC client connects lazily and reconnects on its own.
+// gRPC clients connect lazily and reconnect on their own.
 //
 // New fails on invalid options (endpoint, compression, unreadable
 // certificate files) and on an invalid OTEL_RESOURCE_ATTRIBUTES.
-func New(ctx context.Context, opts Options) (*Pipeline, error) {
-	var (
-		lw        *lineWriter
-		spanExp   sdktrace.SpanExporter
-		logExp    sdklog.Exporter
-		spanBatch = orDefault(opts.BatchTimeout, DefaultBatchTimeout)
-		logBatch  = spanBatch
-	)
-	stdout := func() *lineWriter {
-		if lw == nil {
-			w := opts.Stdout
-			if w == nil {
-				w = os.Stdout
-			}
-			lw = newLineWriter(w)
-		}
-		return lw
-	}
-	stdoutBatch := orDefault(opts.BatchTimeout, DefaultStdoutBatchTimeout)
-
+func New(ctx context.Context, opts Options) (*Exporter, error) {
+	var tt, lt transport
+	var err error
 	if opts.Traces {
-		t := opts.tracesTarget()
-		if t.otlp() {
-			s, err := opts.exporterSettings(t)
-			if err != nil {
+		if t := opts.tracesTarget(); t.otlp() {
+			if tt, err = newTracesTransport(ctx, &opts, t); err != nil {
 				return nil, fmt.Errorf("traces: %w", err)
 			}
-			if spanExp, err = newOTLPSpanExporter(ctx, s); err != nil {
-				return nil, err
-			}
-		} else {
-			spanExp, spanBatch = &stdoutSpanExporter{w: stdout()}, stdoutBatch
 		}
 	}
 	if opts.Logs {
-		t := opts.logsTarget()
-		var err error
-		if t.otlp() {
-			var s exporterSettings
-			if s, err = opts.exporterSettings(t); err != nil {
-				err = fmt.Errorf("logs: %w", err)
-			} else {
-				logExp, err = newOTLPLogExporter(ctx, s)
+		if t := opts.logsTarget(); t.otlp() {
+			if lt, err = newLogsTransport(&opts, t); err != nil {
+				if tt != nil {
+					_ = tt.shutdown(ctx)
+				}
+				return nil, fmt.Errorf("logs: %w", err)
 			}
-		} else {
-			logExp, logBatch = &stdoutLogExporter{w: stdout()}, stdoutBatch
-		}
-		if err != nil {
-			if spanExp != nil {
-				_ = spanExp.Shutdown(ctx)
-			}
-			return nil, err
 		}
 	}
-	p, err := newPipeline(spanExp, spanBatch, logExp, logBatch, opts)
+	e, err := newExporter(opts, tt, lt)
 	if err != nil {
-		if spanExp != nil {
-			_ = spanExp.Shutdown(ctx)
-		}
-		if logExp != nil {
-			_ = logExp.Shutdown(ctx)
+		for _, t := range []transport{tt, lt} {
+			if t != nil {
+				_ = t.shutdown(ctx)
+			}
 		}
 		return nil, err
 	}
-	return p, nil
+	return e, nil
 }
 
-// NewWithExporters returns a Pipeline exporting through the given
-// exporters instead of those opts describe; a nil exporter disables its
-// signal (opts.Traces and opts.Logs are ignored). The exporters are shut
-// down by Shutdown. Meant for tests and embedding.
-func NewWithExporters(spanExp sdktrace.SpanExporter, logExp sdklog.Exporter, opts Options) (*Pipeline, error) {
-	bt := orDefault(opts.BatchTimeout, DefaultBatchTimeout)
-	return newPipeline(spanExp, bt, logExp, bt, opts)
-}
-
-func newPipeline(spanExp sdktrace.SpanExporter, spanBatch time.Duration, logExp sdklog.Exporter, logBatch time.Duration, opts Options) (*Pipeline, error) {
+// newExporter builds the Exporter around the given transports; an enabled
+// signal without one is written to standard output.
+func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 	base, err := baseAttributes(&opts)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{
+	var seed [32]byte
+	_, _ = crand.Read(seed[:])
+	e := &Exporter{
 		base:            base,
 		omitArgs:        opts.OmitCommandArgs,
-		maxProviders:    opts.maxProviders(),
+		maxResources:    opts.maxProviders(),
 		shutdownTimeout: opts.shutdownTimeout(),
 		now:             time.Now,
+		log:             opts.Logger,
+		budget:          &budget{limit: opts.queueBytes()},
 		entries:         make(map[resourceKey]*workload),
-		scratch:         make([]attribute.KeyValue, 0, 32),
+		rng:             rand.NewChaCha8(seed),
+		stopFlusher:     make(chan struct{}),
+		flusherDone:     make(chan struct{}),
 	}
-	p.lru.next, p.lru.prev = &p.lru, &p.lru
-	queue := orDefault(opts.MaxQueueSize, DefaultMaxQueueSize)
-	p.queueLimit = uint64(queue)
-	batch := min(orDefault(opts.MaxExportBatchSize, DefaultMaxExportBatchSize), queue)
-	if spanExp != nil {
-		p.spanProc = sdktrace.NewBatchSpanProcessor(&countingSpanExporter{spanExp, &p.c},
-			sdktrace.WithBatchTimeout(spanBatch),
-			sdktrace.WithMaxQueueSize(queue),
-			sdktrace.WithMaxExportBatchSize(batch))
+	if e.log == nil {
+		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if logExp != nil {
-		p.logProc = sdklog.NewBatchProcessor(&countingLogExporter{logExp, &p.c},
-			sdklog.WithExportInterval(logBatch),
-			sdklog.WithMaxQueueSize(queue),
-			sdklog.WithExportMaxBatchSize(batch))
+	e.lru.next, e.lru.prev = &e.lru, &e.lru
+	batch := orDefault(opts.MaxExportBatchSize, DefaultMaxExportBatchSize)
+	stdout := func() *lineOut {
+		if e.stdout == nil {
+			w := opts.Stdout
+			if w == nil {
+				w = os.Stdout
+			}
+			e.stdout = newLineOut(w)
+		}
+		return e.stdout
 	}
-	return p, nil
+	e.batchTimeout = orDefault(opts.BatchTimeout, DefaultBatchTimeout)
+	mk := func(name string, idx int, t transport) *signal {
+		s := &signal{name: name, idx: idx, maxRecords: batch, exp: e}
+		if t == nil {
+			s.stdout = stdout()
+			e.wantJS = true
+			return s
+		}
+		e.wantPB = true
+		s.q = newQueue(e.budget, nil)
+		s.q.log = e.log
+		s.q.corrupt = func(n int) { s.failed.Add(uint64(n)) }
+		s.snd = newSender(s, t, &opts)
+		return s
+	}
+	if opts.Traces {
+		e.traces = mk("traces", sigTraces, tt)
+	}
+	if opts.Logs {
+		e.logs = mk("logs", sigLogs, lt)
+	}
+	if opts.QueueDir != "" && e.wantPB {
+		if err := e.openQueueDir(&opts); err != nil {
+			return nil, err
+		}
+	}
+	if !e.wantPB {
+		e.batchTimeout = orDefault(opts.BatchTimeout, DefaultStdoutBatchTimeout)
+	}
+	for _, s := range e.signals() {
+		if s.snd != nil {
+			go s.snd.run()
+		}
+	}
+	go e.flusher()
+	return e, nil
+}
+
+// openQueueDir gives the OTLP signals their part of the queue directory
+// and queues what an earlier run left there, ahead of anything new.
+func (e *Exporter) openQueueDir(o *Options) error {
+	qd, err := openQueueDir(o.QueueDir, o.queueDiskBytes(), e.log)
+	if err != nil {
+		return err
+	}
+	for _, s := range e.signals() {
+		if s.q == nil {
+			continue
+		}
+		st, left, err := qd.signalStore(s.name)
+		if err != nil {
+			qd.close()
+			return err
+		}
+		s.q.store = st
+		records := 0
+		for _, b := range left {
+			s.q.pushRecovered(b)
+			records += b.records
+		}
+		s.emitted.Add(uint64(records))
+		if len(left) > 0 {
+			e.log.Info("export queue: sending what an earlier run left", "signal", s.name,
+				"batches", len(left), "records", records, "dir", st.dir)
+		}
+	}
+	e.queueDir = qd
+	return nil
+}
+
+func (e *Exporter) signals() []*signal {
+	var ss []*signal
+	for _, s := range []*signal{e.traces, e.logs} {
+		if s != nil {
+			ss = append(ss, s)
+		}
+	}
+	return ss
+}
+
+// flusher closes the open batches every batchTimeout.
+func (e *Exporter) flusher() {
+	defer close(e.flusherDone)
+	t := time.NewTicker(e.batchTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stopFlusher:
+			return
+		case <-t.C:
+			e.mu.Lock()
+			e.closeBatches()
+			e.mu.Unlock()
+		}
+	}
+}
+
+// closeBatches hands every open batch to its queue and writes buffered
+// JSON lines. e.mu is held.
+func (e *Exporter) closeBatches() {
+	for _, s := range e.signals() {
+		if s.q != nil {
+			s.closeBatch()
+		}
+	}
+	if e.stdout != nil {
+		e.stdout.flush(e)
+	}
 }
 
 // Emit maps ev to telemetry: a log record for every connect attempt,
 // accept and connect result, a CLIENT span for every connect result and a
 // SERVER span for every accept (see the package documentation). Other
 // events are counted as ignored. ev is not retained.
-func (p *Pipeline) Emit(ev *event.Event) {
-	p.c.events.Add(1)
+func (e *Exporter) Emit(ev *event.Event) {
+	e.events.Add(1)
 	if ev == nil || !mapped(ev) {
-		p.c.ignored.Add(1)
+		e.ignored.Add(1)
 		return
 	}
-	if p.closed.Load() {
-		p.c.dropped.Add(1)
+	if e.closed.Load() {
+		e.dropped.Add(1)
 		return
 	}
 	var (
 		spec     spanSpec
 		wantSpan bool
-		wantLog  = p.logProc != nil
 	)
-	if p.spanProc != nil {
+	if e.traces != nil {
 		spec, wantSpan = spanOf(ev)
 	}
-	if !wantSpan && !wantLog {
+	if !wantSpan && e.logs == nil {
 		return
 	}
-
-	// Admission: a record is handed to a batch processor only while fewer
-	// than a queue's worth are emitted and not yet exported or failed, so
-	// the SDK never drops one silently; a record refused here is counted.
-	// Such drops happen when the backend is down or slow: the exporters
-	// retry with backoff while the queue fills.
-	if wantSpan && p.c.spansEmitted.Load()-p.c.spansExported.Load()-p.c.spansFailed.Load() >= p.queueLimit {
-		wantSpan = false
-		p.c.spansQueueFull.Add(1)
-	}
-	if wantLog && p.c.logsEmitted.Load()-p.c.logsExported.Load()-p.c.logsFailed.Load() >= p.queueLimit {
-		wantLog = false
-		p.c.logsQueueFull.Add(1)
-	}
-	if !wantSpan && !wantLog {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed.Load() {
+		// Shutdown closed the last batches meanwhile.
+		e.dropped.Add(1)
 		return
 	}
-
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w := p.workload(ev)
-	// The SDK copies attributes into its spans and records, so the
-	// scratch slice is reused from one event to the next.
-	attrs := appendAttributes(p.scratch[:0], ev)
-	p.scratch = attrs[:0]
-
-	ctx := context.Background()
-	var span trace.Span
+	w := e.workload(ev)
+	var tid [traceIDLen]byte
+	var sid [spanIDLen]byte
 	if wantSpan {
-		ctx, span = w.tracer.Start(ctx, spec.name,
-			trace.WithSpanKind(spec.kind),
-			trace.WithTimestamp(spec.start),
-			trace.WithAttributes(attrs...))
-		if spec.code != 0 {
-			span.SetStatus(spec.code, spec.description)
+		e.newIDs(&tid, &sid)
+	}
+	if e.logs != nil {
+		observed := e.now()
+		if s := e.logs; s.stdout != nil {
+			s.stdout.buf = e.jenc.appendLogLine(s.stdout.buf, ev, w.resJSON, observed, wantSpan, tid, sid)
+			s.wrote(e)
+		} else {
+			// Emitted within the span, the record carries its trace and
+			// span IDs.
+			p := &w.pend[sigLogs]
+			n := len(p.recs)
+			p.recs = e.enc.appendLog(p.recs, ev, unixNano(observed), wantSpan, tid, sid)
+			s.added(w, len(p.recs)-n)
 		}
 	}
-	if wantLog {
-		// Emitted within the span's context, the record carries its
-		// trace and span IDs.
-		w.logger.Emit(ctx, logRecordOf(ev, attrs, p.now()))
-		p.c.logsEmitted.Add(1)
-	}
 	if wantSpan {
-		span.End(trace.WithTimestamp(spec.end))
-		p.c.spansEmitted.Add(1)
+		if s := e.traces; s.stdout != nil {
+			s.stdout.buf = e.jenc.appendSpanLine(s.stdout.buf, ev, &spec, w.resJSON, tid, sid)
+			s.wrote(e)
+		} else {
+			p := &w.pend[sigTraces]
+			n := len(p.recs)
+			p.recs = e.enc.appendSpan(p.recs, ev, &spec, tid, sid)
+			s.added(w, len(p.recs)-n)
+		}
+	}
+}
+
+// newIDs draws a random trace and span ID, never all zero. e.mu is held.
+func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
+	for {
+		binary.LittleEndian.PutUint64(tid[:8], e.rng.Uint64())
+		binary.LittleEndian.PutUint64(tid[8:], e.rng.Uint64())
+		binary.LittleEndian.PutUint64(sid[:], e.rng.Uint64())
+		if *tid != [traceIDLen]byte{} && *sid != [spanIDLen]byte{} {
+			return
+		}
 	}
 }
 
 // workload returns the cached state of ev's resource, creating it (and
-// evicting the least recently used one beyond maxProviders) as needed.
-// p.mu is held.
-func (p *Pipeline) workload(ev *event.Event) *workload {
+// evicting the least recently used one beyond maxResources) as needed.
+// e.mu is held.
+func (e *Exporter) workload(ev *event.Event) *workload {
 	k := keyOf(ev)
-	if w, ok := p.entries[k]; ok {
-		if p.lru.next != w {
+	if w, ok := e.entries[k]; ok {
+		if e.lru.next != w {
 			w.unlink()
-			p.pushFront(w)
+			e.pushFront(w)
 		}
 		return w
 	}
-	w := p.newWorkload(ev, k)
-	p.entries[k] = w
-	p.pushFront(w)
-	p.c.providersCreated.Add(1)
-	p.c.providersLive.Add(1)
-	for len(p.entries) > p.maxProviders {
-		old := p.lru.prev
+	w := e.newWorkload(ev, k)
+	e.entries[k] = w
+	e.pushFront(w)
+	e.resourcesCreated.Add(1)
+	e.resourcesLive.Add(1)
+	for len(e.entries) > e.maxResources {
+		// An evicted workload with records in an open batch stays
+		// referenced by the batch until it closes.
+		old := e.lru.prev
 		old.unlink()
-		delete(p.entries, old.key)
-		p.c.providersEvicted.Add(1)
-		p.c.providersLive.Add(-1)
+		delete(e.entries, old.key)
+		e.resourcesEvicted.Add(1)
+		e.resourcesLive.Add(-1)
 	}
 	return w
 }
 
-func (p *Pipeline) pushFront(w *workload) {
-	w.prev, w.next = &p.lru, p.lru.next
-	p.lru.next.prev = w
-	p.lru.next = w
+func (e *Exporter) pushFront(w *workload) {
+	w.prev, w.next = &e.lru, e.lru.next
+	e.lru.next.prev = w
+	e.lru.next = w
 }
 
 func (w *workload) unlink() {
@@ -354,168 +421,254 @@ func (w *workload) unlink() {
 	w.prev, w.next = nil, nil
 }
 
-func (p *Pipeline) newWorkload(ev *event.Event, k resourceKey) *workload {
-	attrs := append(p.resScratch[:0], p.base...)
-	attrs = appendWorkloadAttributes(attrs, ev, p.omitArgs)
-	p.resScratch = attrs[:0]
+func (e *Exporter) newWorkload(ev *event.Event, k resourceKey) *workload {
+	attrs := append(e.resAttr[:0], e.base...)
+	attrs = appendWorkloadAttributes(attrs, ev, e.omitArgs)
+	e.resAttr = attrs[:0]
 	// Duplicate keys keep the last value: workload over
-	// OTEL_RESOURCE_ATTRIBUTES over host.
+	// OTEL_RESOURCE_ATTRIBUTES over host. The resource sorts them.
 	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
 	w := &workload{key: k, res: res}
-	if p.spanProc != nil {
-		tp := sdktrace.NewTracerProvider(
-			sdktrace.WithSpanProcessor(p.spanProc),
-			sdktrace.WithResource(res),
-			sdktrace.WithSampler(sdktrace.AlwaysSample()))
-		w.tracer = tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
+	if e.wantPB {
+		w.resPB = encodeResource(res.Attributes())
 	}
-	if p.logProc != nil {
-		lp := sdklog.NewLoggerProvider(
-			sdklog.WithProcessor(p.logProc),
-			sdklog.WithResource(res),
-			// appendAttributes never repeats a key: skip the SDK's
-			// per-record deduplication map.
-			sdklog.WithAllowKeyDuplication())
-		w.logger = lp.Logger(ScopeName, log.WithSchemaURL(semconv.SchemaURL))
+	if e.wantJS {
+		w.resJSON = appendResourceJSON(nil, res.Attributes())
 	}
 	return w
 }
 
-// ForceFlush exports every queued record and waits for the exports, or
-// for ctx to end.
-func (p *Pipeline) ForceFlush(ctx context.Context) error {
-	var errs []error
-	if p.spanProc != nil {
-		if err := p.spanProc.ForceFlush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("traces: %w", err))
+// Flush closes the open batches and waits until every queued batch is
+// sent (or has failed) and the JSON lines are written, or ctx ends.
+func (e *Exporter) Flush(ctx context.Context) error {
+	e.mu.Lock()
+	e.closeBatches()
+	var err error
+	if e.stdout != nil {
+		err = e.stdout.err
+	}
+	e.mu.Unlock()
+	for _, s := range e.signals() {
+		if s.q == nil {
+			continue
+		}
+		if werr := s.q.waitEmpty(ctx); werr != nil {
+			err = errors.Join(err, fmt.Errorf("%s: %w", s.name, werr))
 		}
 	}
-	if p.logProc != nil {
-		if err := p.logProc.ForceFlush(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("logs: %w", err))
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
-// Shutdown stops accepting events, exports what is queued and shuts the
-// exporters down, both signals in parallel. It returns when done or when
+// ForceFlush is Flush, under the OpenTelemetry SDK's name.
+func (e *Exporter) ForceFlush(ctx context.Context) error { return e.Flush(ctx) }
+
+// Shutdown stops accepting events, sends what is queued and closes the
+// connections, both signals in parallel. It returns when done or when
 // ctx ends; without a deadline on ctx it is bounded by
-// Options.ShutdownTimeout. Errors of both signals are joined. Later calls
-// return the first call's result.
-func (p *Pipeline) Shutdown(ctx context.Context) error {
-	p.shutdownOnce.Do(func() {
-		p.closed.Store(true)
+// Options.ShutdownTimeout. Records still queued then are counted as
+// failed. Errors of both signals are joined. Later calls return the
+// first call's result.
+func (e *Exporter) Shutdown(ctx context.Context) error {
+	e.shutdownOnce.Do(func() {
+		e.closed.Store(true)
 		if _, ok := ctx.Deadline(); !ok {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, p.shutdownTimeout)
+			ctx, cancel = context.WithTimeout(ctx, e.shutdownTimeout)
 			defer cancel()
 		}
-		var wg sync.WaitGroup
-		var spanErr, logErr error
-		if p.spanProc != nil {
-			wg.Go(func() { spanErr = p.spanProc.Shutdown(ctx) })
+		close(e.stopFlusher)
+		<-e.flusherDone
+		e.mu.Lock()
+		e.closeBatches()
+		var errs []error
+		if e.stdout != nil && e.stdout.err != nil {
+			errs = append(errs, e.stdout.err)
 		}
-		if p.logProc != nil {
-			wg.Go(func() { logErr = p.logProc.Shutdown(ctx) })
+		e.mu.Unlock()
+
+		var wg sync.WaitGroup
+		sigErrs := make([]error, 2)
+		for _, s := range e.signals() {
+			if s.snd == nil {
+				continue
+			}
+			wg.Go(func() {
+				if err := s.snd.shutdown(ctx); err != nil {
+					sigErrs[s.idx] = fmt.Errorf("%s: %w", s.name, err)
+				}
+			})
 		}
 		wg.Wait()
-		var errs []error
-		if spanErr != nil {
-			errs = append(errs, fmt.Errorf("traces: %w", spanErr))
+		if err := e.queueDir.close(); err != nil {
+			errs = append(errs, fmt.Errorf("export queue directory: %w", err))
 		}
-		if logErr != nil {
-			errs = append(errs, fmt.Errorf("logs: %w", logErr))
-		}
-		p.shutdownErr = errors.Join(errs...)
+		e.shutdownErr = errors.Join(append(errs, sigErrs...)...)
 
-		p.mu.Lock()
-		clear(p.entries)
-		p.lru.next, p.lru.prev = &p.lru, &p.lru
-		p.c.providersLive.Store(0)
-		p.mu.Unlock()
+		e.mu.Lock()
+		clear(e.entries)
+		e.lru.next, e.lru.prev = &e.lru, &e.lru
+		e.resourcesLive.Store(0)
+		e.mu.Unlock()
 	})
-	return p.shutdownErr
-}
-
-// Stats returns the current counters.
-func (p *Pipeline) Stats() Stats {
-	c := &p.c
-	return Stats{
-		Events:           c.events.Load(),
-		Ignored:          c.ignored.Load(),
-		Dropped:          c.dropped.Load(),
-		LogsEmitted:      c.logsEmitted.Load(),
-		SpansEmitted:     c.spansEmitted.Load(),
-		LogsExported:     c.logsExported.Load(),
-		SpansExported:    c.spansExported.Load(),
-		LogExportErrors:  c.logExportErrors.Load(),
-		SpanExportErrors: c.spanExportErrors.Load(),
-		LogsFailed:       c.logsFailed.Load(),
-		SpansFailed:      c.spansFailed.Load(),
-		ProvidersLive:    int(c.providersLive.Load()),
-		ProvidersCreated: c.providersCreated.Load(),
-		ProvidersEvicted: c.providersEvicted.Load(),
-		LogsQueueFull:    c.logsQueueFull.Load(),
-		SpansQueueFull:   c.spansQueueFull.Load(),
-		LastExportOK:     unixTime(c.lastExportOK.Load()),
-		FailingSince:     unixTime(c.failingSince.Load()),
-	}
-}
-
-func unixTime(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
-
-// countingSpanExporter counts the outcome of every export call.
-type countingSpanExporter struct {
-	sdktrace.SpanExporter
-	c *counters
-}
-
-func (e *countingSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	err := e.SpanExporter.ExportSpans(ctx, spans)
-	if err != nil {
-		e.c.spanExportErrors.Add(1)
-		e.c.spansFailed.Add(uint64(len(spans)))
-	} else {
-		e.c.spansExported.Add(uint64(len(spans)))
-	}
-	e.c.exportDone(err)
-	return err
-}
-
-// countingLogExporter counts the outcome of every export call.
-type countingLogExporter struct {
-	sdklog.Exporter
-	c *counters
-}
-
-func (e *countingLogExporter) Export(ctx context.Context, records []sdklog.Record) error {
-	if len(records) == 0 {
-		return e.Exporter.Export(ctx, records)
-	}
-	err := e.Exporter.Export(ctx, records)
-	if err != nil {
-		e.c.logExportErrors.Add(1)
-		e.c.logsFailed.Add(uint64(len(records)))
-	} else {
-		e.c.logsExported.Add(uint64(len(records)))
-	}
-	e.c.exportDone(err)
-	return err
+	return e.shutdownErr
 }
 
 // exportDone records when exports last succeeded and since when they fail.
-func (c *counters) exportDone(err error) {
+func (e *Exporter) exportDone(err error) {
 	now := time.Now().UnixNano()
 	if err == nil {
-		c.lastExportOK.Store(now)
-		c.failingSince.Store(0)
+		e.lastExportOK.Store(now)
+		e.failingSince.Store(0)
 		return
 	}
-	c.failingSince.CompareAndSwap(0, now)
+	e.failingSince.CompareAndSwap(0, now)
 }
+
+// signal is the state of one signal: its open batch and queue, or the
+// JSON lines it is written as.
+type signal struct {
+	name string // "traces" or "logs"
+	idx  int
+	exp  *Exporter
+
+	stdout *lineOut // non-nil: written as JSON lines
+
+	// Open batch, under exp.mu.
+	open       []*workload
+	records    int
+	size       int
+	opened     time.Time
+	maxRecords int
+
+	q   *queue
+	snd *sender
+
+	emitted, exported, failed, queueFull atomic.Uint64
+	exportErrors, retries                atomic.Uint64
+	lastDropLog                          atomic.Int64
+}
+
+// added accounts for a record of n bytes appended to w's pending records.
+// exp.mu is held.
+func (s *signal) added(w *workload, n int) {
+	s.emitted.Add(1)
+	p := &w.pend[s.idx]
+	if !p.queued {
+		p.queued = true
+		s.open = append(s.open, w)
+		if s.records == 0 {
+			s.opened = time.Now()
+		}
+	}
+	s.records++
+	s.size += n
+	if s.records >= s.maxRecords || s.size >= maxBatchBytes {
+		s.closeBatch()
+	}
+}
+
+// maxBatchBytes closes a batch before its request nears gRPC's default
+// 4 MiB message limit of receivers.
+const maxBatchBytes = 2 << 20
+
+// closeBatch encodes the open batch as an export request body and queues
+// it. exp.mu is held.
+func (s *signal) closeBatch() {
+	if s.records == 0 {
+		return
+	}
+	e := s.exp
+	scope := scopeBytes
+	size := 0
+	for _, w := range s.open {
+		size += sizeResourceEntry(w.resPB, scope, len(w.pend[s.idx].recs), semconv.SchemaURL)
+	}
+	body := make([]byte, 0, size)
+	for _, w := range s.open {
+		p := &w.pend[s.idx]
+		body = appendResourceEntry(body, w.resPB, scope, p.recs, semconv.SchemaURL)
+		p.queued = false
+		if cap(p.recs) > maxKeptRecordBuffer {
+			p.recs = nil
+		} else {
+			p.recs = p.recs[:0]
+		}
+	}
+	clear(s.open)
+	b := &batch{body: body, records: s.records, created: s.opened}
+	s.open, s.records, s.size = s.open[:0], 0, 0
+	if !s.q.push(b) {
+		// Not emitted after all: emitted + queue-full = records offered.
+		s.emitted.Add(^uint64(b.records - 1))
+		s.queueFull.Add(uint64(b.records))
+		s.logDrop(e, b.records)
+	}
+}
+
+// logDrop says that records were dropped, at most once a second.
+func (s *signal) logDrop(e *Exporter, n int) {
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	e.log.Warn("export queue full: records dropped", "signal", s.name, "records", n,
+		"dropped_total", s.queueFull.Load(), "queue_bytes", e.budget.used.Load(), "queue_limit_bytes", e.budget.limit)
+}
+
+// wrote accounts for a JSON line appended to the stdout buffer. exp.mu is
+// held.
+func (s *signal) wrote(e *Exporter) {
+	s.emitted.Add(1)
+	lo := s.stdout
+	lo.pending[s.idx]++
+	if len(lo.buf) >= lineOutFlushSize {
+		lo.flush(e)
+	}
+}
+
+var scopeBytes = encodeScope()
+
+// lineOut buffers the JSON lines of the signals written to standard
+// output; a write of the buffer counts its lines as exported or failed.
+type lineOut struct {
+	w       io.Writer
+	buf     []byte
+	pending [2]uint64 // lines in buf, per signal
+	err     error     // first write error
+}
+
+const lineOutFlushSize = 64 << 10
+
+func newLineOut(w io.Writer) *lineOut {
+	return &lineOut{w: w, buf: make([]byte, 0, 2*lineOutFlushSize)}
+}
+
+// flush writes the buffer. exp.mu is held.
+func (lo *lineOut) flush(e *Exporter) {
+	if len(lo.buf) == 0 {
+		return
+	}
+	_, err := lo.w.Write(lo.buf)
+	lo.buf = lo.buf[:0]
+	for _, s := range e.signals() {
+		n := lo.pending[s.idx]
+		if s.stdout != lo || n == 0 {
+			continue
+		}
+		lo.pending[s.idx] = 0
+		if err != nil {
+			s.failed.Add(n)
+			s.exportErrors.Add(1)
+		} else {
+			s.exported.Add(n)
+		}
+	}
+	e.exportDone(err)
+	if err != nil && lo.err == nil {
+		lo.err = fmt.Errorf("writing to standard output: %w", err)
+		e.log.Error("standard output failed; records are counted as failed", "err", err)
+	}
+}
+
+var _ pipeline.Sink = (*Exporter)(nil)

@@ -2,6 +2,7 @@ package otel
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -62,66 +63,103 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// appendAttributes appends the attributes shared by ev's span and log
-// record to dst.
-func appendAttributes(dst []attribute.KeyValue, ev *event.Event) []attribute.KeyValue {
+// Attribute keys and values of the semantic conventions, as strings.
+var (
+	keyNetworkTransport   = string(semconv.NetworkTransportKey)
+	keyNetworkType        = string(semconv.NetworkTypeKey)
+	keyNetworkPeerAddress = string(semconv.NetworkPeerAddressKey)
+	keyNetworkPeerPort    = string(semconv.NetworkPeerPortKey)
+	keyNetworkLocalAddr   = string(semconv.NetworkLocalAddressKey)
+	keyNetworkLocalPort   = string(semconv.NetworkLocalPortKey)
+	keyServerAddress      = string(semconv.ServerAddressKey)
+	keyServerPort         = string(semconv.ServerPortKey)
+	keyClientAddress      = string(semconv.ClientAddressKey)
+	keyClientPort         = string(semconv.ClientPortKey)
+	keyErrorType          = string(semconv.ErrorTypeKey)
+	valTCP                = semconv.NetworkTransportTCP.Value.AsString()
+	valIPv4               = semconv.NetworkTypeIPv4.Value.AsString()
+	valIPv6               = semconv.NetworkTypeIPv6.Value.AsString()
+)
+
+// attrVisitor receives the attributes of an event's span and log record,
+// in order. Every encoder of records (OTLP protobuf, JSON lines, the
+// tests' attribute lists) is one; the mapping itself is visitAttributes.
+type attrVisitor interface {
+	str(key, val string)
+	addr(key string, a netip.Addr)
+	int(key string, v int64)
+}
+
+// visitAttributes calls v for each attribute shared by ev's span and log
+// record. It allocates nothing.
+func visitAttributes(ev *event.Event, v attrVisitor) {
 	remote, local := unmap(ev.Remote), unmap(ev.Local)
-	dst = append(dst, semconv.NetworkTransportTCP)
+	v.str(keyNetworkTransport, valTCP)
 	typ := remote
 	if !typ.IsValid() {
 		typ = local
 	}
 	if typ.IsValid() {
 		if typ.Addr().Is4() {
-			dst = append(dst, semconv.NetworkTypeIPv4)
+			v.str(keyNetworkType, valIPv4)
 		} else {
-			dst = append(dst, semconv.NetworkTypeIPv6)
+			v.str(keyNetworkType, valIPv6)
 		}
 	}
-	var remoteAddr, localAddr string
 	if remote.IsValid() {
-		remoteAddr = remote.Addr().String()
-		dst = append(dst,
-			semconv.NetworkPeerAddress(remoteAddr),
-			semconv.NetworkPeerPort(int(remote.Port())))
+		v.addr(keyNetworkPeerAddress, remote.Addr())
+		v.int(keyNetworkPeerPort, int64(remote.Port()))
 	} else if ev.RemoteFamily != 0 {
-		dst = append(dst, AttrRemoteFamily.Int(int(ev.RemoteFamily)))
+		v.int(string(AttrRemoteFamily), int64(ev.RemoteFamily))
 	}
 	if local.IsValid() {
-		localAddr = local.Addr().String()
-		dst = append(dst,
-			semconv.NetworkLocalAddress(localAddr),
-			semconv.NetworkLocalPort(int(local.Port())))
+		v.addr(keyNetworkLocalAddr, local.Addr())
+		v.int(keyNetworkLocalPort, int64(local.Port()))
 	}
 	if ev.IsAccept() {
 		if local.IsValid() {
-			dst = append(dst, semconv.ServerAddress(localAddr), semconv.ServerPort(int(local.Port())))
+			v.addr(keyServerAddress, local.Addr())
+			v.int(keyServerPort, int64(local.Port()))
 		}
 		if remote.IsValid() {
-			dst = append(dst, semconv.ClientAddress(remoteAddr), semconv.ClientPort(int(remote.Port())))
+			v.addr(keyClientAddress, remote.Addr())
+			v.int(keyClientPort, int64(remote.Port()))
 		}
 	} else if remote.IsValid() {
-		dst = append(dst, semconv.ServerAddress(remoteAddr), semconv.ServerPort(int(remote.Port())))
+		v.addr(keyServerAddress, remote.Addr())
+		v.int(keyServerPort, int64(remote.Port()))
 	}
-
-	dst = append(dst,
-		AttrEventID.Int64(int64(ev.EventID)),
-		AttrRetval.Int64(ev.Retval),
-	)
+	v.int(string(AttrEventID), int64(ev.EventID))
+	v.int(string(AttrRetval), ev.Retval)
 	if ev.Protocol != "" {
-		dst = append(dst, AttrProtocol.String(ev.Protocol))
+		v.str(string(AttrProtocol), ev.Protocol)
 	}
-	dst = append(dst, AttrDirection.String(ev.Direction()))
+	v.str(string(AttrDirection), ev.Direction())
 	if ev.IsResult() {
-		dst = append(dst,
-			AttrOutcome.String(ev.Outcome().String()),
-			AttrDurationNS.Int64(int64(ev.Duration())))
+		v.str(string(AttrOutcome), ev.Outcome().String())
+		v.int(string(AttrDurationNS), int64(ev.Duration()))
 	}
 	if failed(ev) {
 		name := event.ErrnoName(ev.Retval)
-		dst = append(dst, AttrError.String(name), semconv.ErrorTypeKey.String(name))
+		v.str(string(AttrError), name)
+		v.str(keyErrorType, name)
 	}
-	return dst
+}
+
+// kvList collects attributes as attribute.KeyValue (it allocates; for
+// tests and the rare caller that wants the SDK's types).
+type kvList []attribute.KeyValue
+
+func (l *kvList) str(k, s string)             { *l = append(*l, attribute.String(k, s)) }
+func (l *kvList) addr(k string, a netip.Addr) { *l = append(*l, attribute.String(k, a.String())) }
+func (l *kvList) int(k string, v int64)       { *l = append(*l, attribute.Int64(k, v)) }
+
+// appendAttributes appends the attributes shared by ev's span and log
+// record to dst, as visitAttributes yields them.
+func appendAttributes(dst []attribute.KeyValue, ev *event.Event) []attribute.KeyValue {
+	l := kvList(dst)
+	visitAttributes(ev, &l)
+	return l
 }
 
 // spanSpec is the span an event maps to, without its attributes.
@@ -187,8 +225,10 @@ func severityText(s log.Severity) string {
 //	curl connect 10.0.0.1:51000 -> 93.184.216.34:443 established after 1.2ms
 //	curl connect 10.0.0.1:51000 -> 93.184.216.34:443 refused (ECONNREFUSED) after 1.2ms
 //	nginx accept 10.0.0.2:443 <- 10.0.0.1:51000
-func bodyOf(ev *event.Event) string {
-	b := make([]byte, 0, 96)
+func bodyOf(ev *event.Event) string { return string(appendBody(nil, ev)) }
+
+// appendBody appends ev's body (see bodyOf) to b.
+func appendBody(b []byte, ev *event.Event) []byte {
 	b = append(b, ServiceName(ev)...)
 	if ev.IsAccept() {
 		b = append(b, " accept "...)
@@ -212,9 +252,9 @@ func bodyOf(ev *event.Event) string {
 	}
 	if d := ev.Duration(); d > 0 {
 		b = append(b, " after "...)
-		b = append(b, roundDuration(d).String()...)
+		b = appendDuration(b, roundDuration(d))
 	}
-	return string(b)
+	return b
 }
 
 func appendAddrPort(b []byte, ap netip.AddrPort) []byte {
@@ -236,17 +276,48 @@ func roundDuration(d time.Duration) time.Duration {
 	return d
 }
 
-// logRecordOf returns ev's log record with the given attributes (which
-// the record copies) and observed time.
-func logRecordOf(ev *event.Event, attrs []attribute.KeyValue, observed time.Time) log.Record {
-	var r log.Record
-	r.SetEventName(event.Name(ev.EventID))
-	r.SetTimestamp(ev.Time)
-	r.SetObservedTimestamp(observed)
-	sev := severityOf(ev)
-	r.SetSeverity(sev)
-	r.SetSeverityText(severityText(sev))
-	r.SetBody(attribute.StringValue(bodyOf(ev)))
-	r.AddAttributes(attrs...)
-	return r
+
+// appendDuration appends d as time.Duration.String formats it, without
+// allocating. d is not negative.
+func appendDuration(b []byte, d time.Duration) []byte {
+	u := uint64(d)
+	switch {
+	case u == 0:
+		return append(b, "0s"...)
+	case u < uint64(time.Microsecond):
+		return append(strconv.AppendUint(b, u, 10), "ns"...)
+	case u < uint64(time.Millisecond):
+		return append(appendFrac(b, u, 3), "µs"...)
+	case u < uint64(time.Second):
+		return append(appendFrac(b, u, 6), "ms"...)
+	}
+	h, rest := u/uint64(time.Hour), u%uint64(time.Hour)
+	m, ns := rest/uint64(time.Minute), rest%uint64(time.Minute)
+	if h > 0 {
+		b = append(strconv.AppendUint(b, h, 10), 'h')
+	}
+	if h > 0 || m > 0 {
+		b = append(strconv.AppendUint(b, m, 10), 'm')
+	}
+	return append(appendFrac(b, ns, 9), 's')
+}
+
+// appendFrac appends v / 10^prec in decimal with trailing zeros (and a
+// bare point) left out.
+func appendFrac(b []byte, v uint64, prec int) []byte {
+	pow := uint64(1)
+	for range prec {
+		pow *= 10
+	}
+	b = strconv.AppendUint(b, v/pow, 10)
+	frac := v % pow
+	if frac == 0 {
+		return b
+	}
+	b = append(b, '.')
+	for pow /= 10; frac > 0; pow /= 10 {
+		b = append(b, byte('0'+frac/pow))
+		frac %= pow
+	}
+	return b
 }

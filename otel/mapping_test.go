@@ -1,18 +1,22 @@
 package otel
 
 import (
+	"bytes"
 	"maps"
 	"net/netip"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/trace"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/otel/otlptest"
 )
 
 func TestAttributes(t *testing.T) {
@@ -245,40 +249,100 @@ func TestBody(t *testing.T) {
 	}
 }
 
-func TestLogRecordOf(t *testing.T) {
+// decodeLog decodes one record appendLog wrote (a log_records field of
+// ScopeLogs).
+func decodeLog(t *testing.T, rec []byte) *logspb.LogRecord {
+	t.Helper()
+	var sl logspb.ScopeLogs
+	if err := proto.Unmarshal(rec, &sl); err != nil {
+		t.Fatal(err)
+	}
+	if len(sl.LogRecords) != 1 {
+		t.Fatalf("%d records", len(sl.LogRecords))
+	}
+	return sl.LogRecords[0]
+}
+
+// TestEncodedLogRecord checks the log record the encoder writes for an
+// event: event name, timestamps, severity, body, attributes and, with a
+// span, its IDs.
+func TestEncodedLogRecord(t *testing.T) {
+	var enc encoder
 	ev := resultEvent(-int64(unix.ECONNREFUSED))
-	attrs := appendAttributes(nil, ev)
-	r := logRecordOf(ev, attrs, tObserved)
-	if r.EventName() != "connwatch.tcp.connect.result" {
-		t.Errorf("event name %q", r.EventName())
+	tid := [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+	sid := [8]byte{8, 7, 6, 5, 4, 3, 2, 1}
+	r := decodeLog(t, enc.appendLog(nil, ev, uint64(tObserved.UnixNano()), true, tid, sid))
+	if r.EventName != "connwatch.tcp.connect.result" {
+		t.Errorf("event name %q", r.EventName)
 	}
-	if !r.Timestamp().Equal(tOutcome) || !r.ObservedTimestamp().Equal(tObserved) {
-		t.Errorf("timestamps %v, %v", r.Timestamp(), r.ObservedTimestamp())
+	if r.TimeUnixNano != uint64(tOutcome.UnixNano()) || r.ObservedTimeUnixNano != uint64(tObserved.UnixNano()) {
+		t.Errorf("timestamps %d, %d", r.TimeUnixNano, r.ObservedTimeUnixNano)
 	}
-	if r.Severity() != log.SeverityWarn || r.SeverityText() != "WARN" {
-		t.Errorf("severity %v %q", r.Severity(), r.SeverityText())
+	if r.SeverityNumber != logspb.SeverityNumber(log.SeverityWarn) || r.SeverityText != "WARN" {
+		t.Errorf("severity %v %q", r.SeverityNumber, r.SeverityText)
 	}
-	if r.Body().AsString() != bodyOf(ev) {
-		t.Errorf("body %v", r.Body())
+	if r.Body.GetStringValue() != bodyOf(ev) {
+		t.Errorf("body %v", r.Body)
 	}
-	var got []attribute.KeyValue
-	r.WalkAttributes(func(kv attribute.KeyValue) bool { got = append(got, kv); return true })
-	if !equalMaps(attrMapOf(got), attrMapOf(attrs)) {
-		t.Errorf("attributes %v", got)
+	if got, want := otlptest.Attrs(r.Attributes), attrMapOf(appendAttributes(nil, ev)); !equalMaps(got, want) {
+		t.Errorf("attributes\n got %v\nwant %v", got, want)
+	}
+	if !bytes.Equal(r.TraceId, tid[:]) || !bytes.Equal(r.SpanId, sid[:]) || r.Flags != 1 {
+		t.Errorf("trace %x span %x flags %#x", r.TraceId, r.SpanId, r.Flags)
 	}
 
 	for _, ev := range []*event.Event{connectEvent(), resultEvent(0), acceptEvent()} {
-		r := logRecordOf(ev, nil, tObserved)
-		if r.Severity() != log.SeverityInfo || r.SeverityText() != "INFO" {
-			t.Errorf("%s: severity %v %q", event.Name(ev.EventID), r.Severity(), r.SeverityText())
+		r := decodeLog(t, enc.appendLog(nil, ev, 0, false, tid, sid))
+		if r.SeverityNumber != logspb.SeverityNumber(log.SeverityInfo) || r.SeverityText != "INFO" {
+			t.Errorf("%s: severity %v %q", event.Name(ev.EventID), r.SeverityNumber, r.SeverityText)
 		}
-		if r.EventName() != event.Name(ev.EventID) {
-			t.Errorf("event name %q", r.EventName())
+		if r.EventName != event.Name(ev.EventID) {
+			t.Errorf("event name %q", r.EventName)
+		}
+		if len(r.TraceId) != 0 || len(r.SpanId) != 0 || r.Flags != 0 {
+			t.Errorf("%s: IDs without a span: %x %x", event.Name(ev.EventID), r.TraceId, r.SpanId)
 		}
 	}
 	for _, errno := range []unix.Errno{unix.ETIMEDOUT, unix.ECONNRESET, unix.ENETUNREACH, unix.ECONNABORTED} {
-		if r := logRecordOf(resultEvent(-int64(errno)), nil, tObserved); r.Severity() != log.SeverityWarn {
-			t.Errorf("%v: severity %v", errno, r.Severity())
+		ev := resultEvent(-int64(errno))
+		if sev := severityOf(ev); sev != log.SeverityWarn || severityText(sev) != "WARN" {
+			t.Errorf("%v: severity %v", errno, sev)
+		}
+		if r := decodeLog(t, enc.appendLog(nil, ev, 0, false, tid, sid)); r.SeverityNumber != logspb.SeverityNumber_SEVERITY_NUMBER_WARN {
+			t.Errorf("%v: encoded severity %v", errno, r.SeverityNumber)
+		}
+	}
+}
+
+// TestEncodedSpan checks the span the encoder writes against spanOf.
+func TestEncodedSpan(t *testing.T) {
+	var enc encoder
+	tid := [16]byte{15: 1}
+	sid := [8]byte{7: 2}
+	for _, ev := range []*event.Event{resultEvent(0), resultEvent(-int64(unix.ECONNREFUSED)), acceptEvent()} {
+		spec, _ := spanOf(ev)
+		var ss tracepb.ScopeSpans
+		if err := proto.Unmarshal(enc.appendSpan(nil, ev, &spec, tid, sid), &ss); err != nil || len(ss.Spans) != 1 {
+			t.Fatalf("%v, %d spans", err, len(ss.Spans))
+		}
+		s := ss.Spans[0]
+		kind := tracepb.Span_SPAN_KIND_CLIENT
+		if ev.IsAccept() {
+			kind = tracepb.Span_SPAN_KIND_SERVER
+		}
+		if s.Name != spec.name || s.Kind != kind || s.StartTimeUnixNano != uint64(spec.start.UnixNano()) ||
+			s.EndTimeUnixNano != uint64(spec.end.UnixNano()) || !bytes.Equal(s.TraceId, tid[:]) || !bytes.Equal(s.SpanId, sid[:]) {
+			t.Errorf("span %v for %+v", s, spec)
+		}
+		wantCode := tracepb.Status_STATUS_CODE_UNSET
+		if spec.code == codes.Error {
+			wantCode = tracepb.Status_STATUS_CODE_ERROR
+		}
+		if s.Status.GetCode() != wantCode || s.Status.GetMessage() != spec.description {
+			t.Errorf("status %v, want %v %q", s.Status, wantCode, spec.description)
+		}
+		if got, want := otlptest.Attrs(s.Attributes), attrMapOf(appendAttributes(nil, ev)); !equalMaps(got, want) {
+			t.Errorf("attributes\n got %v\nwant %v", got, want)
 		}
 	}
 }

@@ -1,29 +1,24 @@
 package otel
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
 	"strings"
 	"time"
-
-	"go.opentelemetry.io/otel/exporters/otlp/otlplog/otlploggrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"google.golang.org/grpc/credentials"
 )
 
 // Defaults applied to zero Options fields.
 const (
 	DefaultMaxProviders       = 1024
-	DefaultMaxQueueSize       = 8192
+	DefaultQueueBytes         = 64 << 20
+	DefaultQueueDiskBytes     = 1 << 30
 	DefaultMaxExportBatchSize = 512
 	DefaultBatchTimeout       = time.Second            // OTLP
 	DefaultStdoutBatchTimeout = 200 * time.Millisecond // standard output
@@ -68,7 +63,7 @@ type Options struct {
 	Headers map[string]string
 	// Compression is "", "none" or "gzip".
 	Compression string
-	// Timeout bounds each export request (exporter default: 10s).
+	// Timeout bounds each export attempt (default DefaultTimeout).
 	Timeout time.Duration
 	// CACert is a PEM file of CA certificates to trust instead of the
 	// system pool. ClientCert and ClientKey are PEM files for mutual TLS;
@@ -90,13 +85,25 @@ type Options struct {
 	// MaxProviders bounds the number of workloads (resources) with a live
 	// TracerProvider/LoggerProvider pair; default DefaultMaxProviders.
 	MaxProviders int
-	// BatchTimeout is the longest a record waits in a batch processor
-	// before it is exported; default DefaultBatchTimeout for OTLP and
-	// DefaultStdoutBatchTimeout for standard output.
+	// BatchTimeout is the longest a record waits in an open batch before
+	// the batch is queued for export (or, on standard output, before its
+	// line is written); default DefaultBatchTimeout with an OTLP signal,
+	// DefaultStdoutBatchTimeout otherwise.
 	BatchTimeout time.Duration
-	// MaxQueueSize bounds each batch processor's queue; records beyond it
-	// are dropped rather than blocking Emit. Default DefaultMaxQueueSize.
-	MaxQueueSize int
+	// QueueBytes bounds the encoded batches waiting to be sent, both
+	// signals together; a batch beyond it is dropped (and counted)
+	// rather than blocking Emit. Default DefaultQueueBytes.
+	QueueBytes int64
+	// QueueDir, when set, keeps every queued batch in a file there until
+	// it is delivered, so that batches survive a restart (see
+	// diskqueue.go); QueueDiskBytes bounds those files (default
+	// DefaultQueueDiskBytes). One Exporter per directory: a second one is
+	// refused.
+	QueueDir       string
+	QueueDiskBytes int64
+	// Logger receives the export's own messages (failures, recoveries,
+	// drops), each naming its signal; nil discards them.
+	Logger *slog.Logger
 	// MaxExportBatchSize bounds the records of one export request;
 	// default DefaultMaxExportBatchSize.
 	MaxExportBatchSize int
@@ -114,18 +121,19 @@ type Options struct {
 	// may hold secrets) out of resources; process.command is kept.
 	OmitCommandArgs bool
 
-	// Getenv reads the environment (OTEL_RESOURCE_ATTRIBUTES and the
-	// endpoint variables above); nil means os.Getenv. The OpenTelemetry
-	// SDK and exporters also read the process environment themselves:
-	// the OTLP exporters their OTEL_EXPORTER_OTLP_* settings where
-	// Options are silent, the providers OTEL_RESOURCE_ATTRIBUTES and
-	// OTEL_SERVICE_NAME beneath each resource (whose own attributes win).
+	// Getenv reads the environment (OTEL_RESOURCE_ATTRIBUTES, the
+	// endpoint variables above and, for logs without an endpoint in
+	// Options, the other OTEL_EXPORTER_OTLP_LOGS_*/OTEL_EXPORTER_OTLP_*
+	// settings); nil means os.Getenv. otlptracegrpc, which sends traces,
+	// reads its OTEL_EXPORTER_OTLP_* settings from the process
+	// environment itself where Options are silent.
 	Getenv func(string) string
 }
 
-// Retry configures the OTLP exporters' retries of failed exports. Zero
-// durations keep the exporters' defaults (5s initial interval, 30s
-// maximum interval, 1m total).
+// Retry configures the retries of failed OTLP exports. Zero durations
+// mean the defaults: DefaultRetryInitial, doubling up to DefaultRetryMax,
+// and no limit on the total (MaxElapsedTime 0): a retryable failure is
+// retried until it succeeds, while new batches wait in the queue.
 type Retry struct {
 	Disabled        bool
 	InitialInterval time.Duration
@@ -152,6 +160,20 @@ func (o *Options) shutdownTimeout() time.Duration {
 		return o.ShutdownTimeout
 	}
 	return DefaultShutdownTimeout
+}
+
+func (o *Options) queueBytes() int64 {
+	if o.QueueBytes > 0 {
+		return o.QueueBytes
+	}
+	return DefaultQueueBytes
+}
+
+func (o *Options) queueDiskBytes() int64 {
+	if o.QueueDiskBytes > 0 {
+		return o.QueueDiskBytes
+	}
+	return DefaultQueueDiskBytes
 }
 
 func orDefault[T int | time.Duration](v, def T) T {
@@ -337,74 +359,4 @@ func (o *Options) exporterSettings(t signalTarget) (exporterSettings, error) {
 		s.retry = &r
 	}
 	return s, nil
-}
-
-func (s *exporterSettings) retryConfig() (enabled bool, initial, maxInterval, maxElapsed time.Duration) {
-	r := s.retry
-	return !r.Disabled, orDefault(r.InitialInterval, 5*time.Second),
-		orDefault(r.MaxInterval, 30*time.Second), orDefault(r.MaxElapsedTime, time.Minute)
-}
-
-func newOTLPSpanExporter(ctx context.Context, s exporterSettings) (sdktrace.SpanExporter, error) {
-	var opts []otlptracegrpc.Option
-	if s.endpoint != nil {
-		opts = append(opts, otlptracegrpc.WithEndpoint(s.endpoint.hostport))
-		if s.endpoint.insecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		} else {
-			opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(s.tls)))
-		}
-	}
-	if s.headers != nil {
-		opts = append(opts, otlptracegrpc.WithHeaders(s.headers))
-	}
-	if s.gzip {
-		opts = append(opts, otlptracegrpc.WithCompressor("gzip"))
-	}
-	if s.timeout > 0 {
-		opts = append(opts, otlptracegrpc.WithTimeout(s.timeout))
-	}
-	if s.retry != nil {
-		en, ii, mi, me := s.retryConfig()
-		opts = append(opts, otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{
-			Enabled: en, InitialInterval: ii, MaxInterval: mi, MaxElapsedTime: me,
-		}))
-	}
-	exp, err := otlptracegrpc.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating OTLP trace exporter: %w", err)
-	}
-	return exp, nil
-}
-
-func newOTLPLogExporter(ctx context.Context, s exporterSettings) (sdklog.Exporter, error) {
-	var opts []otlploggrpc.Option
-	if s.endpoint != nil {
-		opts = append(opts, otlploggrpc.WithEndpoint(s.endpoint.hostport))
-		if s.endpoint.insecure {
-			opts = append(opts, otlploggrpc.WithInsecure())
-		} else {
-			opts = append(opts, otlploggrpc.WithTLSCredentials(credentials.NewTLS(s.tls)))
-		}
-	}
-	if s.headers != nil {
-		opts = append(opts, otlploggrpc.WithHeaders(s.headers))
-	}
-	if s.gzip {
-		opts = append(opts, otlploggrpc.WithCompressor("gzip"))
-	}
-	if s.timeout > 0 {
-		opts = append(opts, otlploggrpc.WithTimeout(s.timeout))
-	}
-	if s.retry != nil {
-		en, ii, mi, me := s.retryConfig()
-		opts = append(opts, otlploggrpc.WithRetry(otlploggrpc.RetryConfig{
-			Enabled: en, InitialInterval: ii, MaxInterval: mi, MaxElapsedTime: me,
-		}))
-	}
-	exp, err := otlploggrpc.New(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("creating OTLP log exporter: %w", err)
-	}
-	return exp, nil
 }

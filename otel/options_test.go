@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/connwatch/connwatch/otel/otlptest"
 )
@@ -125,8 +126,33 @@ func TestExporterSettings(t *testing.T) {
 
 	o = Options{Retry: Retry{InitialInterval: 10e6}}
 	s, _ = o.exporterSettings(signalTarget{endpoint: "http://c:1"})
-	if en, ii, mi, me := s.retryConfig(); !en || ii != 10e6 || mi != 30e9 || me != 60e9 {
-		t.Errorf("retry %v %v %v %v", en, ii, mi, me)
+	if s.retry == nil || *s.retry != o.Retry {
+		t.Errorf("retry %+v", s.retry)
+	}
+}
+
+// TestSenderSettings: zero Retry and Timeout fields mean the defaults.
+func TestSenderSettings(t *testing.T) {
+	sig := &signal{}
+	s := newSender(sig, discardTransport{}, &Options{Retry: Retry{InitialInterval: 10e6}})
+	if !s.retry || s.initial != 10e6 || s.maxDelay != DefaultRetryMax || s.maxElapsed != 0 || s.timeout != DefaultTimeout {
+		t.Errorf("sender %+v", s)
+	}
+	s = newSender(sig, discardTransport{}, &Options{
+		Timeout: 3e9,
+		Retry:   Retry{Disabled: true, InitialInterval: 1, MaxInterval: 2, MaxElapsedTime: 3},
+	})
+	if s.retry || s.initial != 1 || s.maxDelay != 2 || s.maxElapsed != 3 || s.timeout != 3e9 {
+		t.Errorf("sender %+v", s)
+	}
+	s = newSender(sig, discardTransport{}, &Options{})
+	if s.initial != DefaultRetryInitial || s.maxDelay != DefaultRetryMax {
+		t.Errorf("defaults %+v", s)
+	}
+	for range 100 {
+		if d := jitter(time.Second); d < 800*time.Millisecond || d > 1200*time.Millisecond {
+			t.Fatalf("jitter(1s) = %v", d)
+		}
 	}
 }
 
@@ -138,7 +164,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		"client key":      {Traces: true, Endpoint: "https://127.0.0.1:1", ClientKey: "/nonexistent"},
 	} {
 		o.Getenv = func(string) string { return "" }
-		if p, err := New(context.Background(), o); err == nil {
+		if p, err := New(t.Context(), o); err == nil {
 			_ = p.Shutdown(context.Background())
 			t.Errorf("%s: no error", name)
 		} else if !strings.Contains(err.Error(), "traces") && !strings.Contains(err.Error(), "logs") {

@@ -9,15 +9,17 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 
+	"github.com/connwatch/connwatch/event"
 	"github.com/connwatch/connwatch/otel/otlptest"
 )
 
-func newOTLPPipeline(t *testing.T, o Options) *Pipeline {
+func newOTLPExporter(t *testing.T, o Options) *Exporter {
 	t.Helper()
-	p, err := New(context.Background(), o)
+	p, err := New(t.Context(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.now = func() time.Time { return tObserved }
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -27,14 +29,14 @@ func newOTLPPipeline(t *testing.T, o Options) *Pipeline {
 }
 
 // TestOTLPTwoWorkloadsOneRequest sends the records of two workloads
-// through the real gRPC exporters: each signal arrives in one request
-// holding two resources.
+// through the real gRPC transports: each signal arrives in one request
+// holding two resources, with everything the mapping says.
 func TestOTLPTwoWorkloadsOneRequest(t *testing.T) {
 	r := otlptest.Start(t)
 	o := testOptions()
 	o.Endpoint = r.Endpoint()
 	o.BatchTimeout = time.Hour // one export, at Shutdown
-	p := newOTLPPipeline(t, o)
+	p := newOTLPExporter(t, o)
 
 	p.Emit(connectEvent())
 	p.Emit(resultEvent(-int64(unix.ECONNREFUSED)))
@@ -99,6 +101,37 @@ func TestOTLPTwoWorkloadsOneRequest(t *testing.T) {
 			}
 		}
 	}
+
+	// Field by field, as over the memory transport.
+	evs := map[string]*event.Event{}
+	for _, ev := range []*event.Event{connectEvent(), resultEvent(-int64(unix.ECONNREFUSED)), acceptEvent()} {
+		evs[bodyOf(ev)] = ev
+	}
+	spans := map[string]otlptest.Span{}
+	for _, s := range r.Spans() {
+		spans[string(s.SpanId)] = s
+	}
+	for _, l := range r.Logs() {
+		ev := evs[l.Body.GetStringValue()]
+		if ev == nil {
+			t.Errorf("record of no event: %v", l.LogRecord)
+			continue
+		}
+		var span *tracepb.Span
+		if _, ok := spanOf(ev); ok {
+			s, ok := spans[string(l.SpanId)]
+			if !ok {
+				t.Errorf("no span for %q", bodyOf(ev))
+				continue
+			}
+			checkSpan(t, &o, ev, s)
+			span = s.Span
+		}
+		checkLog(t, &o, ev, l, span, tObserved)
+	}
+	if st := p.Stats(); st.SpansExported != 2 || st.LogsExported != 3 || st.SpansFailed != 0 || st.LogsFailed != 0 {
+		t.Errorf("stats %+v", st)
+	}
 }
 
 // equalOTLP compares attributes received over OTLP (string arrays arrive
@@ -126,7 +159,7 @@ func TestOTLPHeadersAndGzip(t *testing.T) {
 	o.Headers = map[string]string{"x-tenant": "net"}
 	o.Compression = "gzip"
 	o.BatchTimeout = 10 * time.Millisecond
-	p := newOTLPPipeline(t, o)
+	p := newOTLPExporter(t, o)
 	p.Emit(resultEvent(0))
 	if _, err := r.WaitSpans(5*time.Second, 1, nil); err != nil {
 		t.Fatal(err)
@@ -156,7 +189,7 @@ func TestOTLPMutualTLS(t *testing.T) {
 	o.Endpoint = r.Addr() // host:port, Insecure false: TLS
 	o.CACert, o.ClientCert, o.ClientKey = certs.CAFile, certs.ClientCertFile, certs.ClientKeyFile
 	o.BatchTimeout = 10 * time.Millisecond
-	p := newOTLPPipeline(t, o)
+	p := newOTLPExporter(t, o)
 	p.Emit(acceptEvent())
 	if _, err := r.WaitSpans(5*time.Second, 1, nil); err != nil {
 		t.Fatal(err)
@@ -169,15 +202,19 @@ func TestOTLPMutualTLS(t *testing.T) {
 	o.ClientCert, o.ClientKey = "", ""
 	o.Endpoint = r.Endpoint() // https://
 	o.Retry = Retry{Disabled: true}
-	p2 := newOTLPPipeline(t, o)
+	p2 := newOTLPExporter(t, o)
 	p2.Emit(acceptEvent())
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := p2.ForceFlush(ctx); err == nil {
-		t.Error("export without a client certificate succeeded")
+	if err := p2.ForceFlush(ctx); err != nil {
+		t.Fatal(err)
 	}
-	if st := p2.Stats(); st.SpanExportErrors == 0 || st.LogExportErrors == 0 {
-		t.Errorf("stats %+v", st)
+	if st := p2.Stats(); st.SpanExportErrors != 1 || st.LogExportErrors != 1 || st.SpansFailed != 1 || st.LogsFailed != 1 ||
+		st.SpansExported != 0 || st.LogsExported != 0 {
+		t.Errorf("export without a client certificate: stats %+v", st)
+	}
+	if n := len(r.Spans()); n != 1 {
+		t.Errorf("%d spans received", n)
 	}
 }
 
@@ -191,7 +228,7 @@ func TestOTLPFromEnvironment(t *testing.T) {
 	o.Getenv = nil // the real environment
 	o.Stdout = out
 	o.BatchTimeout = 10 * time.Millisecond
-	p := newOTLPPipeline(t, o)
+	p := newOTLPExporter(t, o)
 	p.Emit(resultEvent(0))
 	if _, err := r.WaitSpans(5*time.Second, 1, nil); err != nil {
 		t.Fatal(err)
@@ -204,33 +241,45 @@ func TestOTLPFromEnvironment(t *testing.T) {
 	}
 }
 
-// TestOTLPCollectorOutage: a collector that fails, then is down, then
-// comes back on the same port; the exporters' retries deliver.
+// otlpRetry makes retries quick enough for tests.
+var otlpRetry = Retry{InitialInterval: 20 * time.Millisecond, MaxInterval: 100 * time.Millisecond}
+
+// TestOTLPCollectorOutage: a collector that fails with Unavailable for a
+// while, then is down, then comes back on the same port: the records
+// made meanwhile all arrive, none is counted failed.
 func TestOTLPCollectorOutage(t *testing.T) {
 	r := otlptest.Start(t)
 	o := testOptions()
 	o.Endpoint = r.Endpoint()
 	o.BatchTimeout = 10 * time.Millisecond
-	o.Retry = Retry{InitialInterval: 20 * time.Millisecond, MaxInterval: 100 * time.Millisecond, MaxElapsedTime: 20 * time.Second}
-	p := newOTLPPipeline(t, o)
+	o.Retry = otlpRetry
+	p := newOTLPExporter(t, o)
 
 	r.SetFailure(codes.Unavailable)
 	p.Emit(resultEvent(0))
-	deadline := time.Now().Add(5 * time.Second)
-	for r.Rejected() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("no rejected request")
-		}
-		time.Sleep(10 * time.Millisecond)
+	p.Emit(connectEvent())
+	waitFor(t, "rejected requests", func() bool { return r.Rejected() >= 4 })
+	p.Emit(resultEvent(-int64(unix.ECONNREFUSED))) // made during the outage
+	waitFor(t, "retries", func() bool {
+		st := p.Stats()
+		return st.Traces.Retries >= 2 && st.Logs.Retries >= 2
+	})
+	if st := p.Stats(); st.FailingSince.IsZero() || st.SpansFailed != 0 || st.LogsFailed != 0 {
+		t.Errorf("during the outage: %+v", st)
 	}
 	r.SetFailure(codes.OK)
-	if _, err := r.WaitSpans(10*time.Second, 1, nil); err != nil {
+	if _, err := r.WaitSpans(15*time.Second, 2, nil); err != nil {
 		t.Fatal(err)
 	}
 
 	r.Stop()
 	p.Emit(acceptEvent())
-	time.Sleep(200 * time.Millisecond)
+	before := p.Stats()
+	waitFor(t, "a failed attempt against the stopped receiver", func() bool {
+		st := p.Stats()
+		return st.SpanExportErrors > before.SpanExportErrors && st.LogExportErrors > before.LogExportErrors
+	})
+	p.Emit(workloadEvent(1)) // made while the receiver is down
 	if err := r.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,15 +287,106 @@ func TestOTLPCollectorOutage(t *testing.T) {
 	if _, err := r.WaitSpans(15*time.Second, 1, match); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.WaitLogs(15*time.Second, 2, nil); err != nil {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// The exporter counts a batch once the receiver's answer is back.
-	deadline = time.Now().Add(5 * time.Second)
-	for st := p.Stats(); st.SpansExported != 2 || st.SpansFailed != 0; st = p.Stats() {
-		if time.Now().After(deadline) {
-			t.Fatalf("stats %+v", st)
+	st := p.Stats()
+	if st.SpansExported != 4 || st.SpansFailed != 0 || st.LogsExported != 5 || st.LogsFailed != 0 ||
+		!st.FailingSince.IsZero() || st.SpansQueueFull != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Every record arrived (some perhaps twice: an attempt that timed
+	// out on the client may have been recorded).
+	names := map[string]bool{}
+	for _, l := range r.Logs() {
+		names[l.Body.GetStringValue()] = true
+	}
+	for _, ev := range []*event.Event{resultEvent(0), connectEvent(), resultEvent(-int64(unix.ECONNREFUSED)), acceptEvent(), workloadEvent(1)} {
+		if !names[bodyOf(ev)] {
+			t.Errorf("record %q lost", bodyOf(ev))
 		}
-		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestOTLPInvalidArgument: a collector refusing requests as invalid is
+// not retried: each batch is tried once and its records count as failed,
+// and the exporter goes on exporting once the collector accepts again.
+func TestOTLPInvalidArgument(t *testing.T) {
+	r := otlptest.Start(t)
+	o := testOptions()
+	o.Endpoint = r.Endpoint()
+	o.BatchTimeout = time.Hour // batches close at Flush
+	o.Retry = otlpRetry
+	p := newOTLPExporter(t, o)
+
+	r.SetFailure(codes.InvalidArgument)
+	p.Emit(resultEvent(-int64(unix.ECONNREFUSED)))
+	p.Emit(acceptEvent())
+	p.Emit(connectEvent())
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st.SpansFailed != 2 || st.LogsFailed != 3 || st.SpanExportErrors != 1 || st.LogExportErrors != 1 ||
+		st.SpansExported != 0 || st.LogsExported != 0 || st.Traces.Retries != 0 || st.Logs.Retries != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if n := r.Rejected(); n != 2 {
+		t.Errorf("%d requests reached the receiver, want one per signal", n)
+	}
+
+	r.SetFailure(codes.OK)
+	p.Emit(resultEvent(0))
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if spans, logs := r.Spans(), r.Logs(); len(spans) != 1 || len(logs) != 1 || spans[0].Name != "tcp connect" {
+		t.Errorf("after the collector recovered: %d spans, %d records", len(spans), len(logs))
+	}
+	if st := p.Stats(); st.SpansExported != 1 || st.LogsExported != 1 || st.SpansFailed != 2 || st.LogsFailed != 3 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestOTLPPartialSuccess: the records a collector rejects in a partial
+// success count as failed, exactly, and the rest as exported.
+func TestOTLPPartialSuccess(t *testing.T) {
+	r := otlptest.Start(t)
+	o := testOptions()
+	o.Endpoint = r.Endpoint()
+	o.BatchTimeout = time.Hour
+	p := newOTLPExporter(t, o)
+
+	r.SetPartialSuccess(2, "too old")
+	for i := range 5 {
+		p.Emit(workloadEvent(i))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st.SpansFailed != 2 || st.SpansExported != 3 || st.LogsFailed != 2 || st.LogsExported != 3 ||
+		st.SpanExportErrors != 0 || st.LogExportErrors != 0 {
+		t.Errorf("stats %+v", st)
+	}
+
+	// A partial success with a message only rejects nothing.
+	r.SetPartialSuccess(0, "warning: deprecated")
+	p.Emit(acceptEvent())
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st = p.Stats()
+	if st.SpansFailed != 2 || st.SpansExported != 4 || st.LogsFailed != 2 || st.LogsExported != 4 {
+		t.Errorf("stats %+v", st)
+	}
+	if len(r.TraceRequests()) != 2 || len(r.LogRequests()) != 2 {
+		t.Errorf("%d trace, %d log requests; want 2 each (no retry)", len(r.TraceRequests()), len(r.LogRequests()))
 	}
 }

@@ -196,12 +196,15 @@ func TestResourceAttributesFromEnv(t *testing.T) {
 		t.Errorf("\n got %v\nwant %v", got, want)
 	}
 
-	// Through a pipeline: the exported resource is the same.
-	p, se, _ := newTestPipeline(t, o)
+	// Through an exporter: the exported resources are the same.
+	p, tt, lt := newTestExporter(t, o)
 	p.Emit(resultEvent(0))
 	flush(t, p)
-	if got := resourceMapOf(se.Spans()[0].Resource()); !equalMaps(got, want) {
-		t.Errorf("exported resource:\n got %v\nwant %v", got, want)
+	if got := tt.Spans()[0].ResourceAttrs(); !equalOTLP(got, want) {
+		t.Errorf("exported span resource:\n got %v\nwant %v", got, want)
+	}
+	if got := lt.Logs()[0].ResourceAttrs(); !equalOTLP(got, want) {
+		t.Errorf("exported log resource:\n got %v\nwant %v", got, want)
 	}
 
 	o.Getenv = func(name string) string {
@@ -210,7 +213,7 @@ func TestResourceAttributesFromEnv(t *testing.T) {
 		}
 		return ""
 	}
-	if _, err := NewWithExporters(nil, nil, o); err == nil || !strings.Contains(err.Error(), EnvResourceAttributes) {
+	if _, err := newExporter(o, discardTransport{}, discardTransport{}); err == nil || !strings.Contains(err.Error(), EnvResourceAttributes) {
 		t.Errorf("invalid OTEL_RESOURCE_ATTRIBUTES: err = %v", err)
 	}
 }

@@ -1,21 +1,11 @@
 package otel
 
 import (
-	"bufio"
-	"context"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"io"
 	"math"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	sdklog "go.opentelemetry.io/otel/sdk/log"
-	"go.opentelemetry.io/otel/sdk/resource"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 )
 
 // LogLine is the JSON object the standard output exporter writes per log
@@ -51,157 +41,11 @@ type SpanLine struct {
 	Resource      map[string]any `json:"resource,omitempty"`
 }
 
-// lineWriter serialises the JSON lines of both signals onto one writer so
-// that lines never interleave. Each batch is flushed when written.
-type lineWriter struct {
-	mu  sync.Mutex
-	bw  *bufio.Writer
-	enc *json.Encoder
-}
-
-func newLineWriter(w io.Writer) *lineWriter {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	return &lineWriter{bw: bw, enc: enc}
-}
-
-// writeBatch encodes n lines produced by line(i) and flushes.
-func (lw *lineWriter) writeBatch(n int, line func(i int) any) error {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	var err error
-	for i := range n {
-		if e := lw.enc.Encode(line(i)); e != nil {
-			err = e
-			break
-		}
-	}
-	return errors.Join(err, lw.bw.Flush())
-}
-
-func (lw *lineWriter) flush() error {
-	lw.mu.Lock()
-	defer lw.mu.Unlock()
-	return lw.bw.Flush()
-}
-
-// stdoutSpanExporter is an sdktrace.SpanExporter writing SpanLines.
-type stdoutSpanExporter struct{ w *lineWriter }
-
-func (e *stdoutSpanExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.w.writeBatch(len(spans), func(i int) any { return spanLine(spans[i]) })
-}
-
-func (e *stdoutSpanExporter) Shutdown(context.Context) error { return e.w.flush() }
-
-// stdoutLogExporter is an sdklog.Exporter writing LogLines.
-type stdoutLogExporter struct{ w *lineWriter }
-
-func (e *stdoutLogExporter) Export(ctx context.Context, records []sdklog.Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	return e.w.writeBatch(len(records), func(i int) any { return logLine(&records[i]) })
-}
-
-func (e *stdoutLogExporter) Shutdown(context.Context) error   { return e.w.flush() }
-func (e *stdoutLogExporter) ForceFlush(context.Context) error { return e.w.flush() }
-
 func formatTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339Nano)
-}
-
-func spanLine(s sdktrace.ReadOnlySpan) SpanLine {
-	l := SpanLine{
-		Type:       "span",
-		Time:       formatTime(s.EndTime()),
-		Name:       s.Name(),
-		Kind:       s.SpanKind().String(),
-		Start:      formatTime(s.StartTime()),
-		End:        formatTime(s.EndTime()),
-		DurationNS: s.EndTime().Sub(s.StartTime()).Nanoseconds(),
-		Status:     statusName(s.Status().Code),
-		TraceID:    s.SpanContext().TraceID().String(),
-		SpanID:     s.SpanContext().SpanID().String(),
-		Attributes: attrMap(s.Attributes()),
-		Resource:   resourceMap(s.Resource()),
-	}
-	if s.Status().Code == codes.Error {
-		l.StatusMessage = s.Status().Description
-	}
-	return l
-}
-
-func statusName(c codes.Code) string {
-	switch c {
-	case codes.Error:
-		return "error"
-	case codes.Ok:
-		return "ok"
-	}
-	return "unset"
-}
-
-func logLine(r *sdklog.Record) LogLine {
-	l := LogLine{
-		Type:         "log",
-		Time:         formatTime(r.Timestamp()),
-		ObservedTime: formatTime(r.ObservedTimestamp()),
-		Event:        r.EventName(),
-		Severity:     r.SeverityText(),
-		Body:         jsonValue(r.Body()),
-		Resource:     resourceMap(r.Resource()),
-	}
-	if l.Time == "" {
-		l.Time = l.ObservedTime
-	}
-	if l.Severity == "" && r.Severity() != 0 {
-		l.Severity = r.Severity().String()
-	}
-	if tid := r.TraceID(); tid.IsValid() {
-		l.TraceID = tid.String()
-	}
-	if sid := r.SpanID(); sid.IsValid() {
-		l.SpanID = sid.String()
-	}
-	if n := r.AttributesLen(); n > 0 {
-		l.Attributes = make(map[string]any, n)
-		r.WalkAttributes(func(kv attribute.KeyValue) bool {
-			l.Attributes[string(kv.Key)] = jsonValue(kv.Value)
-			return true
-		})
-	}
-	return l
-}
-
-func resourceMap(r *resource.Resource) map[string]any {
-	if r == nil || r.Len() == 0 {
-		return nil
-	}
-	m := make(map[string]any, r.Len())
-	for iter := r.Iter(); iter.Next(); {
-		kv := iter.Attribute()
-		m[string(kv.Key)] = jsonValue(kv.Value)
-	}
-	return m
-}
-
-func attrMap(kvs []attribute.KeyValue) map[string]any {
-	if len(kvs) == 0 {
-		return nil
-	}
-	m := make(map[string]any, len(kvs))
-	for _, kv := range kvs {
-		m[string(kv.Key)] = jsonValue(kv.Value)
-	}
-	return m
 }
 
 // jsonValue converts an attribute value into what encoding/json writes
@@ -261,8 +105,3 @@ func jsonFloat(f float64) any {
 	}
 	return f
 }
-
-var (
-	_ sdktrace.SpanExporter = (*stdoutSpanExporter)(nil)
-	_ sdklog.Exporter       = (*stdoutLogExporter)(nil)
-)

@@ -1,7 +1,8 @@
 // Package otlptest provides an OTLP/gRPC receiver for tests: it accepts
 // trace and log export requests on a loopback port, records them, and can
-// be stopped, restarted on the same port, slowed down or made to fail, to
-// exercise exporters against collector outages.
+// be stopped, restarted on the same port, slowed down, made to fail or
+// made to answer with a partial success, to exercise exporters against
+// collector outages.
 package otlptest
 
 import (
@@ -56,6 +57,7 @@ type Receiver struct {
 	running   bool
 	delay     time.Duration
 	failCode  codes.Code
+	partial   *partial // non-nil: answer with a partial success
 	traceReqs []*coltracepb.ExportTraceServiceRequest
 	logReqs   []*collogspb.ExportLogsServiceRequest
 	headers   []metadata.MD
@@ -176,6 +178,34 @@ func (r *Receiver) SetFailure(code codes.Code) {
 	r.mu.Unlock()
 }
 
+// partial is the partial success the receiver answers with.
+type partial struct {
+	rejected int64
+	msg      string
+}
+
+// SetPartialSuccess makes every accepted request of both services answer
+// with a partial success: ExportTracePartialSuccess{RejectedSpans:
+// rejected} or ExportLogsPartialSuccess{RejectedLogRecords: rejected},
+// with msg as its error_message. The request is still recorded (its
+// records are all kept: the receiver does not decide which ones it
+// "rejected"). rejected 0 and msg "" restore full success.
+func (r *Receiver) SetPartialSuccess(rejected int64, msg string) {
+	r.mu.Lock()
+	if rejected == 0 && msg == "" {
+		r.partial = nil
+	} else {
+		r.partial = &partial{rejected: rejected, msg: msg}
+	}
+	r.mu.Unlock()
+}
+
+func (r *Receiver) partialSuccess() *partial {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.partial
+}
+
 // Reset forgets every recorded request.
 func (r *Receiver) Reset() {
 	r.mu.Lock()
@@ -231,7 +261,11 @@ func (s traceService) Export(ctx context.Context, req *coltracepb.ExportTraceSer
 		return nil, err
 	}
 	s.r.record(ctx, func() { s.r.traceReqs = append(s.r.traceReqs, req) })
-	return &coltracepb.ExportTraceServiceResponse{}, nil
+	resp := &coltracepb.ExportTraceServiceResponse{}
+	if p := s.r.partialSuccess(); p != nil {
+		resp.PartialSuccess = &coltracepb.ExportTracePartialSuccess{RejectedSpans: p.rejected, ErrorMessage: p.msg}
+	}
+	return resp, nil
 }
 
 type logsService struct {
@@ -244,7 +278,11 @@ func (s logsService) Export(ctx context.Context, req *collogspb.ExportLogsServic
 		return nil, err
 	}
 	s.r.record(ctx, func() { s.r.logReqs = append(s.r.logReqs, req) })
-	return &collogspb.ExportLogsServiceResponse{}, nil
+	resp := &collogspb.ExportLogsServiceResponse{}
+	if p := s.r.partialSuccess(); p != nil {
+		resp.PartialSuccess = &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: p.rejected, ErrorMessage: p.msg}
+	}
+	return resp, nil
 }
 
 // TraceRequests returns the recorded trace export requests in arrival

@@ -136,6 +136,36 @@ func TestReceiverFailureDelayRestart(t *testing.T) {
 	}
 }
 
+func TestReceiverPartialSuccess(t *testing.T) {
+	r := Start(t)
+	cc := dial(t, r.Addr(), nil)
+	ctx := context.Background()
+	r.SetPartialSuccess(3, "too old")
+	tresp, err := coltracepb.NewTraceServiceClient(cc).Export(ctx, traceReq("a", "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := tresp.GetPartialSuccess(); ps.GetRejectedSpans() != 3 || ps.GetErrorMessage() != "too old" {
+		t.Errorf("trace partial success %v", ps)
+	}
+	lresp, err := collogspb.NewLogsServiceClient(cc).Export(ctx, logReq("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := lresp.GetPartialSuccess(); ps.GetRejectedLogRecords() != 3 || ps.GetErrorMessage() != "too old" {
+		t.Errorf("logs partial success %v", ps)
+	}
+	if len(r.Spans()) != 1 || len(r.Logs()) != 1 || r.Rejected() != 0 {
+		t.Errorf("partially successful requests not recorded: %d spans, %d logs, %d rejected", len(r.Spans()), len(r.Logs()), r.Rejected())
+	}
+
+	r.SetPartialSuccess(0, "")
+	tresp, err = coltracepb.NewTraceServiceClient(cc).Export(ctx, traceReq("a", "s"))
+	if err != nil || tresp.GetPartialSuccess() != nil {
+		t.Errorf("after reset: %v, %v", tresp, err)
+	}
+}
+
 func TestReceiverTLS(t *testing.T) {
 	certs, err := NewCerts(t.TempDir())
 	if err != nil {
