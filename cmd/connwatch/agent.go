@@ -15,17 +15,17 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	gotel "go.opentelemetry.io/otel"
 	"golang.org/x/sys/unix"
 
 	"github.com/connwatch/connwatch/bpf"
 	"github.com/connwatch/connwatch/config"
 	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/pipeline"
 )
 
 const (
-	// clockResync is how often the kernel-to-wall-clock offset is re-sampled.
-	clockResync = time.Minute
 	// wakeupEvents is how many samples the kernel batches before waking
 	// the perf reader (the probe collects a partial batch every 10 ms).
 	wakeupEvents = 64
@@ -81,7 +81,12 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	// of BPF time per event; batching wakeups (perf) or not waking at all
 	// (ring buffer) costs less, and the probe collects what the kernel
 	// did not wake it for every 10 ms.
-	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport), WakeupEvents: wakeupEvents})
+	var self uint32
+	if !cfg.Probe.IncludeAgent {
+		self = uint32(os.Getpid())
+	}
+	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport),
+		WakeupEvents: wakeupEvents, AgentTGID: self})
 	if err != nil {
 		return explainLoadError(err)
 	}
@@ -99,12 +104,19 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		log.Debug("BTF-typed tracepoint not usable; raw tracepoint attached", "err", whyNotBTF)
 	}
 
-	out, err := newOutput(o.format, cfg, stdout, log)
+	// The OpenTelemetry libraries report some errors through a global
+	// handler that writes Go's default log format; the agent's log it is.
+	gotel.SetErrorHandler(gotel.ErrorHandlerFunc(func(err error) {
+		log.Warn("OpenTelemetry library error", "err", err)
+	}))
+	out, err := newOutput(o.format, string(probe.Mode()), cfg, stdout, log)
 	if err != nil {
 		return err
 	}
 	queue := make(chan *[]byte, readerQueueSize)
 	c := newCounters(string(probe.Mode()), runtime.NumCPU(), func() int { return len(queue) })
+	path := newPath(c, enr, out)
+	c.samplesDecoded = func() uint64 { return path.Stats().Decoded }
 
 	vis := newVisibility(probe, enr, c, log)
 	if err := vis.start(cfg); err != nil {
@@ -128,12 +140,12 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	// The processing stage: decode, enrich, export. It runs apart from the
 	// perf reader so that a slow /proc read or a full export queue never
 	// stalls the reader into kernel-side loss.
-	processed := make(chan error, 1)
-	go func() { processed <- process(queue, c, enr, out, stdout, string(probe.Mode()), log) }()
+	processed := make(chan struct{})
+	go func() { defer close(processed); process(path, queue, c, log) }()
 
 	readErr := readSamples(probe, queue, c, log)
 	close(queue)
-	procErr := <-processed
+	<-processed
 	close(stopControl)
 	<-controlDone
 
@@ -144,13 +156,17 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	}
 	tel.close(ctx)
 	logExitCounters(c, probe, enr, out, log)
-	return errors.Join(readErr, procErr)
+	var werr error
+	if es, ok := out.sink.(*pipeline.EventsSink); ok {
+		werr = es.Err()
+	}
+	return errors.Join(readErr, werr)
 }
 
 // logExitCounters logs what the agent read, delivered and dropped, since
 // /metrics goes away with it.
 func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *output, log *slog.Logger) {
-	args := []any{"samples_read", c.samplesRead.Load(), "samples_decoded", c.samplesDecoded.Load(), "events_processed", c.processed.Load(),
+	args := []any{"samples_read", c.samplesRead.Load(), "samples_decoded", c.samplesDecoded(), "events_processed", c.processed.Load(),
 		"dropped_reader_queue_full", c.readerDrops.Load(), "dropped_malformed", c.decodeDrops.Load()}
 	var lost uint64
 	for i := range c.lostSamples {
@@ -164,7 +180,7 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 	}
 	if ks, err := probe.KernelStats(); err == nil {
 		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "event_write_errors", ks.PerfErrors)
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors)
 	}
 	es := enr.Stats()
 	args = append(args, "enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,
@@ -219,57 +235,26 @@ func readSamples(probe *bpf.Probe, queue chan<- *[]byte, c *counters, log *slog.
 	}
 }
 
-// process turns queued samples into events and hands them to the output,
-// until queue is closed and drained.
-func process(queue <-chan *[]byte, c *counters, enr *enrich.Enricher, out *output, stdout io.Writer, mode string, log *slog.Logger) error {
-	clock := event.NewClock()
-	lastSync := time.Now()
-	var (
-		dec  event.Decoder
-		ev   event.Event
-		line []byte
-		werr error
-	)
-	handle := func(ev *event.Event) {
-		c.countEvent(ev.EventID)
-		c.processed.Add(1)
-		if out.pipeline != nil {
-			out.pipeline.Emit(ev)
-			return
-		}
-		if werr != nil {
-			return
-		}
-		line = event.AppendJSON(line[:0], ev, mode)
-		line = append(line, '\n')
-		if _, err := stdout.Write(line); err != nil {
-			werr = fmt.Errorf("writing events to stdout: %w", err)
-			log.Error("stdout closed; events are no longer printed", "err", err)
-		}
-	}
-	for bp := range queue {
-		// Decode copies what it keeps, so the buffer is recycled at once.
-		err := dec.Decode(*bp, &ev)
-		n := len(*bp)
-		samplePool.Put(bp)
-		if err != nil {
-			c.decodeDrops.Add(1)
-			log.Warn("bad sample", "bytes", n, "err", err)
-			continue
-		}
-		c.samplesDecoded.Add(1)
-		if time.Since(lastSync) > clockResync {
-			clock.Sync()
-			lastSync = time.Now()
-		}
-		clock.Stamp(&ev)
-		enr.Enrich(&ev)
-		if attempt, ok := ev.SplitAttempt(); ok {
-			handle(&attempt)
-		}
-		handle(&ev)
-	}
-	return werr
+// newPath returns the event path of the agent: decode, clock, enrich,
+// then the output, counting as it goes.
+func newPath(c *counters, enr *enrich.Enricher, out *output) *pipeline.Path {
+	return pipeline.New(pipeline.Options{
+		Sink:     out.sink,
+		Enricher: enr,
+		Observe: func(ev *event.Event) {
+			c.countEvent(ev.EventID)
+			c.processed.Add(1)
+		},
+	})
+}
+
+// process runs queued samples through path until queue is closed and
+// drained.
+func process(path *pipeline.Path, queue <-chan *[]byte, c *counters, log *slog.Logger) {
+	path.Run(queue, func(bp *[]byte) { samplePool.Put(bp) }, func(n int, err error) {
+		c.decodeDrops.Add(1)
+		log.Warn("bad sample", "bytes", n, "err", err)
+	})
 }
 
 // control runs everything but the event path: SIGHUP and config-file
@@ -303,8 +288,8 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return
 		}
-		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor {
-			log.Warn("probe.attach, probe.transport and monitor take effect at the next start", "trigger", why)
+		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || next.Export.Queue != cfg.Export.Queue {
+			log.Warn("probe.*, monitor and export.queue take effect at the next start", "trigger", why)
 		}
 		if err := vis.apply(next); err != nil {
 			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)

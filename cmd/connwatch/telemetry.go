@@ -19,6 +19,7 @@ import (
 	"github.com/connwatch/connwatch/bpf"
 	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/otel"
 )
 
 // readyFailureThreshold is how long exports may fail before /readyz says
@@ -34,7 +35,7 @@ type counters struct {
 	samplesRead    atomic.Uint64 // samples taken from the perf or ring buffer
 	readerDrops    atomic.Uint64 // samples dropped: the processing queue was full
 	decodeDrops    atomic.Uint64 // samples dropped: malformed
-	samplesDecoded atomic.Uint64 // samples decoded (one may hold an attempt and its result)
+	samplesDecoded func() uint64 // samples decoded (one may hold an attempt and its result)
 	processed      atomic.Uint64 // events enriched and handed to the output
 	eventsByID     [len(eventIDs) + 1]atomic.Uint64
 	lostSamples    []atomic.Uint64 // per CPU, from the perf buffer's lost records
@@ -102,16 +103,31 @@ func (t *telemetry) close(ctx context.Context) {
 	}
 }
 
-// ready is 200 while the probes are attached and exports have not been
-// failing for longer than readyFailureThreshold.
+// ready is 200 while the probes are attached and the export queue has
+// room: "exporting" when exports succeed, "backlogged" while they fail
+// and batches wait (an agent that only waits for its collector must not
+// be restarted: it would lose what it holds). 503 once exports have
+// failed for longer than readyFailureThreshold and the queue is full, so
+// that records are being dropped.
 func (t *telemetry) ready(w http.ResponseWriter, _ *http.Request) {
 	if t.out.pipeline != nil {
 		st := t.out.pipeline.Stats()
-		if !st.FailingSince.IsZero() && time.Since(st.FailingSince) > readyFailureThreshold {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintf(w, "exports failing since %s\n", st.FailingSince.UTC().Format(time.RFC3339))
+		queued := st.Traces.Bytes + st.Logs.Bytes
+		limit := max(st.Traces.Limit, st.Logs.Limit)
+		batches := st.Traces.Batches + st.Logs.Batches
+		if !st.FailingSince.IsZero() {
+			since := st.FailingSince.UTC().Format(time.RFC3339)
+			if limit > 0 && queued >= limit*9/10 && time.Since(st.FailingSince) > readyFailureThreshold {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprintf(w, "dropping: exports failing since %s and the queue is full (%d of %d bytes)\n", since, queued, limit)
+				return
+			}
+			fmt.Fprintf(w, "backlogged: exports failing since %s; %d batches (%d bytes) queued of %d bytes; probes attached (%s mode)\n",
+				since, batches, queued, limit, t.c.attachedMode)
 			return
 		}
+		fmt.Fprintf(w, "exporting: probes attached (%s mode); %d batches queued\n", t.c.attachedMode, batches)
+		return
 	}
 	fmt.Fprintf(w, "ok: probes attached (%s mode)\n", t.c.attachedMode)
 }
@@ -198,7 +214,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 	runtime.ReadMemStats(&ms)
 	p.gauge("connwatch_go_heap_bytes", "Bytes of allocated heap objects.", float64(ms.HeapAlloc))
 	p.counter("connwatch_samples_read_total", "Samples read from the kernel's perf or ring buffer.", c.samplesRead.Load())
-	p.counter("connwatch_samples_decoded_total", "Samples decoded (in tracepoint mode one sample holds an attempt and its result).", c.samplesDecoded.Load())
+	p.counter("connwatch_samples_decoded_total", "Samples decoded (in tracepoint mode one sample holds an attempt and its result).", c.samplesDecoded())
 	for i, id := range eventIDs {
 		p.counter("connwatch_events_read_total", "Events decoded, by event id.", c.eventsByID[i].Load(), "event_id", strconv.Itoa(int(id)))
 	}
@@ -223,14 +239,28 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 			{"traces", st.SpansEmitted, st.SpansExported, st.SpansFailed, st.SpansQueueFull, st.SpanExportErrors},
 			{"logs", st.LogsEmitted, st.LogsExported, st.LogsFailed, st.LogsQueueFull, st.LogExportErrors},
 		} {
-			p.counter("connwatch_records_emitted_total", "Records handed to the batch processor, by signal.", s.emitted, "signal", s.signal)
+			p.counter("connwatch_records_emitted_total", "Records encoded for export, by signal.", s.emitted, "signal", s.signal)
 			p.counter("connwatch_records_exported_total", "Records in successful export calls, by signal.", s.exported, "signal", s.signal)
 			p.counter(dropped, droppedHelp, s.queueFull, "stage", "export", "reason", "queue_full", "signal", s.signal)
 			p.counter(dropped, droppedHelp, s.failed, "stage", "export", "reason", "export_failed", "signal", s.signal)
 			p.counter("connwatch_export_errors_total", "Failed export calls, by signal.", s.errorsCnt, "signal", s.signal)
 			p.gauge("connwatch_records_in_flight", "Records emitted and neither exported nor failed yet, by signal.", float64(s.emitted-s.exported-s.failed), "signal", s.signal)
 		}
-		p.gauge("connwatch_resources", "Workload resources with live providers.", float64(st.ProvidersLive))
+		for _, q := range []struct {
+			signal string
+			s      otel.QueueStats
+		}{{"traces", st.Traces}, {"logs", st.Logs}} {
+			p.gauge("connwatch_export_queue_bytes", "Encoded bytes waiting for the collector, by signal.", float64(q.s.Bytes), "signal", q.signal)
+			p.gauge("connwatch_export_queue_batches", "Batches waiting for the collector, by signal.", float64(q.s.Batches), "signal", q.signal)
+			age := 0.0
+			if !q.s.Oldest.IsZero() {
+				age = time.Since(q.s.Oldest).Seconds()
+			}
+			p.gauge("connwatch_export_queue_oldest_age_seconds", "Age of the oldest queued record, by signal (0: queue empty).", age, "signal", q.signal)
+			p.counter("connwatch_export_retries_total", "Export attempts retried, by signal.", q.s.Retries, "signal", q.signal)
+		}
+		p.gauge("connwatch_export_queue_limit_bytes", "The bound of the export queue in memory, both signals together.", float64(max(st.Traces.Limit, st.Logs.Limit)))
+		p.gauge("connwatch_resources", "Workload resources kept encoded.", float64(st.ResourcesLive))
 		if !st.LastExportOK.IsZero() {
 			p.gauge("connwatch_last_export_success_timestamp_seconds", "When an export last succeeded.", float64(st.LastExportOK.UnixNano())/1e9)
 		}
@@ -257,6 +287,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 		p.counter("connwatch_kernel_results_untracked_total", "Sockets leaving SYN_SENT with no tracked attempt (evicted, or begun before start).", ks.ResultsUntracked)
 		p.counter("connwatch_kernel_accepts_total", "Accept events assembled in the kernel.", ks.Accepts)
 		p.counter(dropped, droppedHelp, ks.DroppedVisibility, "stage", "kernel", "reason", "visibility")
+		p.counter("connwatch_agent_own_events_total", "Events of the agent's own connections left out in the kernel (probe.include_agent: false).", ks.DroppedAgent)
 		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "buffer_full")
 	}
 
