@@ -108,6 +108,7 @@ enum stat_ids {
 	STAT_PERF_ERRORS = 3,        // event writes that failed (perf buffer or ring buffer full)
 	STAT_ACCEPTS = 4,            // accept events assembled
 	STAT_DROPPED_VISIBILITY = 5, // events dropped by the visibility map
+	STAT_DROPPED_AGENT = 6,      // events of the agent's own connections, left out (agent_tgid)
 	STAT_MAX = 8,
 };
 
@@ -134,6 +135,13 @@ enum monitor_modes {
 //                      reported as a host process (pid_id = mnt_id = 0);
 //   MONITOR_CONTAINERS only processes outside the initial pid namespace.
 volatile const u32 monitor_mode = MONITOR_ALL;
+
+// Set from Go before load: the agent's own tgid, whose connections (to
+// its collector, say) are left out; 0 reports them like any other.
+volatile const u32 agent_tgid = 0;
+
+// own_context reports a context of the agent itself (see agent_tgid).
+#define own_context(c) (agent_tgid != 0 && (c)->host_pid == agent_tgid)
 
 // Set from Go before load: true in tracepoint mode, where the attempt is
 // saved by the CLOSE->SYN_SENT transition instead of tcp_connect's probe.
@@ -679,6 +687,8 @@ static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 	if (ret < 0)
 		start->connect_ret = ret;
 
+	if (own_context(&start->ctx))
+		return 0;
 	sys_context_t context;
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	context.retval = ret;
@@ -697,6 +707,10 @@ static __always_inline int accepted(void *ctx, struct sock *newsk, bool task_btf
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 
+	if (agent_tgid != 0 && (u32)(bpf_get_current_pid_tgid() >> 32) == agent_tgid) {
+		count(STAT_DROPPED_AGENT);
+		return 0;
+	}
 	sys_context_t context = {};
 	init_context(&context, task_btf);
 	count(STAT_ACCEPTS);
@@ -797,6 +811,12 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	s32 connect_ret = start->connect_ret;
 	bpf_map_delete_elem(&conn_attempts, &key);
+	if (own_context(&context)) {
+		// Tracked like any attempt so that its result is not counted
+		// as untracked; reported by neither event.
+		count(STAT_DROPPED_AGENT);
+		return 0;
+	}
 	count(STAT_RESULTS);
 
 	u64 start_ts = context.ts;

@@ -69,6 +69,7 @@ const (
 	connwatchProgTpSysExitAccept4       = "tp_sys_exit_accept4"
 	connwatchProgTpSysExitAccept4Btf    = "tp_sys_exit_accept4_btf"
 	connwatchProgTpSysExitAcceptBtf     = "tp_sys_exit_accept_btf"
+	connwatchVarAgentTgid               = "agent_tgid"
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
 	connwatchVarMonitorMode             = "monitor_mode"
 	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
@@ -149,6 +150,7 @@ type connwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connwatchVariableSpecs struct {
+	AgentTgid              *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
@@ -202,6 +204,7 @@ func (m *connwatchMaps) Close() error {
 //
 // It can be passed to loadConnwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connwatchVariables struct {
+	AgentTgid              *ebpf.Variable `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`

@@ -70,6 +70,10 @@ type Options struct {
 	// even where the kernel takes the BTF-typed one (tp_btf, whose direct
 	// reads cost less). For tests and comparisons.
 	RawStateChanges bool
+	// AgentTGID, when not 0, is the process whose connections the kernel
+	// program leaves out (counted as KernelStats.DroppedAgent): the agent
+	// itself, so that its exports do not report themselves.
+	AgentTGID uint32
 	// MaxPending bounds the connection attempts tracked until their
 	// outcome (the conn_attempts LRU). Default 16384.
 	MaxPending uint32
@@ -398,6 +402,9 @@ func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
 	if err := spec.Variables["monitor_mode"].Set(uint32(opts.Monitor)); err != nil {
 		return fmt.Errorf("setting monitor_mode: %w", err)
 	}
+	if err := spec.Variables["agent_tgid"].Set(opts.AgentTGID); err != nil {
+		return fmt.Errorf("setting agent_tgid: %w", err)
+	}
 	if err := spec.Variables["attempts_from_tracepoint"].Set(m == ModeTracepoint); err != nil {
 		return fmt.Errorf("setting attempts_from_tracepoint: %w", err)
 	}
@@ -484,6 +491,7 @@ type KernelStats struct {
 	PerfErrors        uint64 // samples the kernel could not write (perf or ring buffer full)
 	Accepts           uint64 // accept events assembled
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
+	DroppedAgent      uint64 // events of the agent's own connections left out (Options.AgentTGID)
 }
 
 // KernelStats reads the kernel program's counters; after Close, their
@@ -500,7 +508,7 @@ func (p *Probe) KernelStats() (KernelStats, error) {
 func (p *Probe) kernelStats() (KernelStats, error) {
 	var ks KernelStats
 	m := p.coll.Maps["stats"]
-	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility}
+	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility, &ks.DroppedAgent}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := m.Lookup(uint32(i), &perCPU); err != nil {

@@ -75,6 +75,11 @@ type Probe struct {
 	// Transport is one of TransportAuto, TransportPerf or
 	// TransportRingbuf: how events leave the kernel.
 	Transport string
+	// IncludeAgent reports the agent's own connections (to its collector,
+	// for example). Off by default: the kernel program drops them by the
+	// agent's tgid, so that an outage does not make telemetry about the
+	// agent's own reconnects.
+	IncludeAgent bool
 }
 
 // Visibility is the visibility section. Scope lists hold scope names
@@ -124,6 +129,22 @@ type Export struct {
 	Logs bool
 	// FlushTimeout bounds the flush of pending telemetry at shutdown.
 	FlushTimeout time.Duration
+	// Queue bounds what waits for the collector.
+	Queue Queue
+}
+
+// Queue is the export.queue section: the encoded batches that wait for
+// the collector (while it is down or slow) are kept in memory up to
+// MemoryMiB and, with a Directory, also on disk up to DiskMiB, where they
+// survive a restart of the agent.
+type Queue struct {
+	// MemoryMiB bounds the batches held in memory, both signals together.
+	MemoryMiB int
+	// Directory, when set, keeps every batch in a file there until the
+	// collector has accepted it; empty keeps batches in memory only.
+	Directory string
+	// DiskMiB bounds the batches kept in Directory.
+	DiskMiB int
 }
 
 // OTLP is the export.otlp section. Its fields mirror the
@@ -192,6 +213,7 @@ func Default() *Config {
 			Traces:       true,
 			Logs:         true,
 			FlushTimeout: 5 * time.Second,
+			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
 		},
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
 		Enrich: Enrich{

@@ -31,7 +31,8 @@ func Example() []byte {
 func (c *Config) YAML() []byte {
 	o := &c.Export.OTLP
 	root := mapping(
-		"probe", mapping("attach", str(c.Probe.Attach), "transport", str(c.Probe.Transport)),
+		"probe", mapping("attach", str(c.Probe.Attach), "transport", str(c.Probe.Transport),
+			"include_agent", boolean(c.Probe.IncludeAgent)),
 		"monitor", str(c.Monitor),
 		"visibility", mapping(
 			"host", scopeList(c.Visibility.Host),
@@ -54,6 +55,11 @@ func (c *Config) YAML() []byte {
 			"traces", boolean(c.Export.Traces),
 			"logs", boolean(c.Export.Logs),
 			"flush_timeout", duration(c.Export.FlushTimeout),
+			"queue", mapping(
+				"memory_mib", integer(uint32(c.Export.Queue.MemoryMiB)),
+				"directory", str(c.Export.Queue.Directory),
+				"disk_mib", integer(uint32(c.Export.Queue.DiskMiB)),
+			),
 		),
 		"telemetry", mapping("listen", str(c.Telemetry.Listen)),
 		"enrich", mapping(

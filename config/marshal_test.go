@@ -27,6 +27,7 @@ func TestDefaultYAML(t *testing.T) {
 	const want = `probe:
   attach: auto
   transport: auto
+  include_agent: false
 monitor: all
 visibility:
   host: [network]
@@ -47,6 +48,10 @@ export:
   traces: true
   logs: true
   flush_timeout: 5s
+  queue:
+    memory_mib: 64
+    directory: ""
+    disk_mib: 1024
 telemetry:
   listen: 127.0.0.1:9464
 enrich:
@@ -88,7 +93,9 @@ func TestRoundTrip(t *testing.T) {
 		Traces:       false,
 		Logs:         true,
 		FlushTimeout: time.Hour + time.Nanosecond,
+		Queue:        Queue{MemoryMiB: 1, Directory: "/tmp/q: x", DiskMiB: 1048576},
 	}
+	c.Probe.IncludeAgent = true
 	c.Telemetry.Listen = "[::]:0"
 	c.Enrich = Enrich{ProcRoot: "yes", Passwd: ""}
 

@@ -173,11 +173,12 @@ func yamlError(name string, err error) *Error {
 // Key lists, in the order they are printed.
 var (
 	topKeys        = []string{"probe", "monitor", "visibility", "export", "telemetry", "enrich"}
-	probeKeys      = []string{"attach", "transport"}
+	probeKeys      = []string{"attach", "transport", "include_agent"}
 	visibilityKeys = []string{"host", "default", "rules"}
 	ruleKeys       = []string{"match", "scopes"}
 	matchKeys      = []string{"container_id", "cgroup", "pid_ns", "mnt_ns"}
-	exportKeys     = []string{"otlp", "traces", "logs", "flush_timeout"}
+	exportKeys     = []string{"otlp", "traces", "logs", "flush_timeout", "queue"}
+	queueKeys      = []string{"memory_mib", "directory", "disk_mib"}
 	otlpKeys       = []string{"endpoint", "traces_endpoint", "logs_endpoint", "insecure", "headers",
 		"compression", "timeout", "certificate", "client_certificate", "client_key"}
 	telemetryKeys = []string{"listen"}
@@ -420,6 +421,8 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 					p.setEnum(v, "probe.attach", attachValues, &c.Probe.Attach)
 				case "transport":
 					p.setEnum(v, "probe.transport", transportValues, &c.Probe.Transport)
+				case "include_agent":
+					p.setBool(v, "probe.include_agent", &c.Probe.IncludeAgent)
 				}
 			})
 		case "monitor":
@@ -651,8 +654,37 @@ func (p *parser) export(n *yaml.Node, e *Export) {
 			p.setBool(v, where, &e.Logs)
 		case "flush_timeout":
 			p.setDuration(v, where, &e.FlushTimeout)
+		case "queue":
+			p.walkMap(v, where, queueKeys, func(key string, _, v *yaml.Node) {
+				where := "export.queue." + key
+				switch key {
+				case "memory_mib":
+					p.setSize(v, where, &e.Queue.MemoryMiB)
+				case "directory":
+					p.setStr(v, where, &e.Queue.Directory)
+				case "disk_mib":
+					p.setSize(v, where, &e.Queue.DiskMiB)
+				}
+			})
 		}
 	})
+}
+
+// maxQueueMiB bounds the queue sizes (1 TiB).
+const maxQueueMiB = 1 << 20
+
+// setSize stores the positive number of MiB in n in dst.
+func (p *parser) setSize(n *yaml.Node, where string, dst *int) {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		if i, err := strconv.Atoi(v.Value); err == nil && i >= 1 && i <= maxQueueMiB {
+			*dst = i
+			return
+		}
+		p.errorf(n, "%s: %s is not a size in MiB from 1 to %d", where, v.Value, maxQueueMiB)
+		return
+	}
+	p.errorf(n, "%s: expected a whole number of MiB, got %s", where, describe(v))
 }
 
 // otlp walks the export.otlp section.

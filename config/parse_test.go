@@ -19,7 +19,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// The examples of the configuration contract.
 		{"unknown key", "probe:\n  atach: auto\n",
-			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport)`},
+			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport, include_agent)`},
 		{"bad monitor", "probe: {}\nmonitor: \"hosts\"\n",
 			`connwatch.yaml:2:10: monitor: "hosts" is not one of all, host, containers`},
 
@@ -139,7 +139,13 @@ func TestParseErrors(t *testing.T) {
 
 		// export.
 		{"unknown export key", "export:\n  trace: true\n",
-			`connwatch.yaml:2:3: unknown key "trace" in export (expected one of: otlp, traces, logs, flush_timeout)`},
+			`connwatch.yaml:2:3: unknown key "trace" in export (expected one of: otlp, traces, logs, flush_timeout, queue)`},
+		{"queue size zero", "export: {queue: {memory_mib: 0}}\n",
+			`connwatch.yaml:1:30: export.queue.memory_mib: 0 is not a size in MiB from 1 to 1048576`},
+		{"queue size not a number", "export: {queue: {disk_mib: lots}}\n",
+			`connwatch.yaml:1:28: export.queue.disk_mib: expected a whole number of MiB, got the string "lots"`},
+		{"queue unknown key", "export: {queue: {memory: 1}}\n",
+			`connwatch.yaml:1:18: unknown key "memory" in export.queue (expected one of: memory_mib, directory, disk_mib)`},
 		{"bool integer", "export:\n  logs: 1\n",
 			`connwatch.yaml:2:9: export.logs: expected true or false, got the integer 1`},
 		{"bool yes", "export:\n  traces: yes\n",
@@ -221,7 +227,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Several problems are all reported, in order.
 		{"several problems", "probe:\n  atach: auto\nmonitor: \"hosts\"\nexport:\n  traces: maybe\n",
-			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport)\n" +
+			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport, include_agent)\n" +
 				"connwatch.yaml:3:10: monitor: \"hosts\" is not one of all, host, containers\n" +
 				`connwatch.yaml:5:11: export.traces: expected true or false, got the string "maybe"`},
 	}
@@ -336,6 +342,7 @@ func TestDefault(t *testing.T) {
 			Traces:       true,
 			Logs:         true,
 			FlushTimeout: 5 * time.Second,
+			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
 		},
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
 		Enrich:    Enrich{ProcRoot: "/proc", Passwd: "/etc/passwd"},
@@ -410,6 +417,7 @@ func TestParseValues(t *testing.T) {
   traces: false
   logs: FALSE
   flush_timeout: 250ms
+  queue: {memory_mib: 8, directory: /var/lib/connwatch/queue, disk_mib: 2048}
 `, func(c *Config) {
 			c.Export = Export{
 				OTLP: OTLP{
@@ -425,6 +433,7 @@ func TestParseValues(t *testing.T) {
 					ClientKey:         "/etc/ssl/client.key",
 				},
 				FlushTimeout: 250 * time.Millisecond,
+				Queue:        Queue{MemoryMiB: 8, Directory: "/var/lib/connwatch/queue", DiskMiB: 2048},
 			}
 		}},
 		{"endpoint forms", "export: {otlp: {endpoint: collector, traces_endpoint: \"[::1]:4317\", logs_endpoint: \"http://10.0.0.1\"}}\n",
