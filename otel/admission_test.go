@@ -105,11 +105,11 @@ func TestQueueBudget(t *testing.T) {
 	if bytes, batches, _ := q.state(); bytes != 100 || batches != 2 || b.used.Load() != 100 {
 		t.Errorf("state %d bytes, %d batches, budget %d", bytes, batches, b.used.Load())
 	}
-	got, ok := q.peek()
+	got, ok := q.take()
 	if !ok || len(got.body) != 60 {
-		t.Fatalf("peek %v %v", got, ok)
+		t.Fatalf("take %v %v", got, ok)
 	}
-	q.remove()
+	q.finish(got)
 	if b.used.Load() != 40 || !q.push(&batch{body: make([]byte, 50), records: 1}) {
 		t.Errorf("room not given back: %d used", b.used.Load())
 	}
@@ -117,14 +117,19 @@ func TestQueueBudget(t *testing.T) {
 	if q.push(&batch{body: make([]byte, 1), records: 1}) {
 		t.Error("closed queue took a batch")
 	}
-	for range 2 {
-		if _, ok := q.peek(); !ok {
-			t.Fatal("closed queue lost its batches")
-		}
-		q.remove()
+	// Two in flight at once, finished out of order.
+	first, ok1 := q.take()
+	second, ok2 := q.take()
+	if !ok1 || !ok2 || len(first.body) != 40 || len(second.body) != 50 {
+		t.Fatal("closed queue lost its batches, or gave them out of order")
 	}
-	if _, ok := q.peek(); ok {
-		t.Error("peek on a closed, empty queue")
+	q.finish(second)
+	if _, batches, oldest := q.state(); batches != 1 || !oldest.Equal(first.created) {
+		t.Errorf("after the newer one finished: %d batches", batches)
+	}
+	q.finish(first)
+	if _, ok := q.take(); ok {
+		t.Error("take on a closed, empty queue")
 	}
 	if b.used.Load() != 0 {
 		t.Errorf("%d bytes still taken", b.used.Load())

@@ -87,23 +87,38 @@ const (
 	spanIDLen  = 8
 )
 
+// appendTag appends the one-byte tag of a field numbered below 16 (every
+// field written here but Span.flags, see appendFixed32Field); small
+// enough to be inlined.
 func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
-	if num < 16 { // every tag but Span.flags fits one byte
-		return append(b, byte(num)<<3|byte(typ))
-	}
-	return protowire.AppendTag(b, num, typ)
+	return append(b, byte(num)<<3|byte(typ))
 }
 
-// appendVarint is protowire.AppendVarint with the one- and two-byte
-// cases (every length and small number here) inlined.
+// appendVarint is protowire.AppendVarint with the one-byte case (most
+// lengths and numbers here) inlined.
 func appendVarint(b []byte, v uint64) []byte {
-	switch {
-	case v < 1<<7:
+	if v < 1<<7 {
 		return append(b, byte(v))
-	case v < 1<<14:
+	}
+	return appendVarintLong(b, v)
+}
+
+func appendVarintLong(b []byte, v uint64) []byte {
+	if v < 1<<14 {
 		return append(b, byte(v)|0x80, byte(v>>7))
 	}
 	return protowire.AppendVarint(b, v)
+}
+
+// sizeVarint is the size of the varint of n.
+func sizeVarint(n int) int {
+	if n < 1<<7 {
+		return 1
+	}
+	if n < 1<<14 {
+		return 2
+	}
+	return protowire.SizeVarint(uint64(n))
 }
 
 // appendRawStringField appends a string field known to be UTF-8 (keys
@@ -154,7 +169,7 @@ func appendFixed64Field(b []byte, num protowire.Number, v uint64) []byte {
 }
 
 func appendFixed32Field(b []byte, num protowire.Number, v uint32) []byte {
-	b = appendTag(b, num, protowire.Fixed32Type)
+	b = protowire.AppendTag(b, num, protowire.Fixed32Type)
 	return protowire.AppendFixed32(b, v)
 }
 
@@ -176,33 +191,33 @@ type pbAttrs struct {
 	tmp []byte // address text
 }
 
-func (p *pbAttrs) kvHeader(key string, valueSize int) {
-	kv := sizeBytesField(fieldKey, len(key)) + sizeBytesField(fieldValue, valueSize)
-	p.b = appendTag(p.b, p.num, protowire.BytesType)
-	p.b = appendVarint(p.b, uint64(kv))
-	p.b = appendRawStringField(p.b, fieldKey, key)
-	p.b = appendTag(p.b, fieldValue, protowire.BytesType)
-	p.b = appendVarint(p.b, uint64(valueSize))
+// kv appends the KeyValue of key whose AnyValue holds one field of
+// valueSize bytes (tag included); the caller appends that field.
+func (p *pbAttrs) kv(b []byte, key *attrKey, valueSize int) []byte {
+	b = appendTag(b, p.num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(key.pb)+sizeVarint(valueSize)+valueSize))
+	b = append(b, key.pb...)
+	return appendVarint(b, uint64(valueSize))
 }
 
-func (p *pbAttrs) str(key, val string) {
+func (p *pbAttrs) str(key *attrKey, val string) {
 	val = utf8Text(val)
-	p.kvHeader(key, sizeBytesField(fieldString, len(val)))
-	p.b = appendRawStringField(p.b, fieldString, val)
+	b := p.kv(p.b, key, 1+sizeVarint(len(val))+len(val))
+	p.b = appendRawStringField(b, fieldString, val)
 }
 
-func (p *pbAttrs) addr(key string, a netip.Addr) {
+func (p *pbAttrs) addr(key *attrKey, a netip.Addr) {
 	p.tmp = a.AppendTo(p.tmp[:0])
 	if !utf8.Valid(p.tmp) { // an IPv6 zone holds any bytes
 		p.tmp = append(p.tmp[:0], utf8Text(string(p.tmp))...)
 	}
-	p.kvHeader(key, sizeBytesField(fieldString, len(p.tmp)))
-	p.b = appendBytesField(p.b, fieldString, p.tmp)
+	b := p.kv(p.b, key, 1+sizeVarint(len(p.tmp))+len(p.tmp))
+	p.b = appendBytesField(b, fieldString, p.tmp)
 }
 
-func (p *pbAttrs) int(key string, v int64) {
-	p.kvHeader(key, protowire.SizeTag(fieldInt)+protowire.SizeVarint(uint64(v)))
-	p.b = appendVarintField(p.b, fieldInt, uint64(v))
+func (p *pbAttrs) int(key *attrKey, v int64) {
+	b := p.kv(p.b, key, 1+protowire.SizeVarint(uint64(v)))
+	p.b = appendVarintField(b, fieldInt, uint64(v))
 }
 
 // encoder writes spans and log records of events. Its buffers are reused
@@ -356,11 +371,12 @@ func encodeValue(v attribute.Value) []byte {
 	return b
 }
 
-// appendResourceEntry appends one ResourceSpans or ResourceLogs message,
-// as a field of the export request, holding records (already encoded as
-// fields of ScopeSpans/ScopeLogs) under res and scope.
-func appendResourceEntry(dst, res, scope, records []byte, schemaURL string) []byte {
-	scopeRecs := sizeBytesField(fieldScope, len(scope)) + len(records) + sizeBytesField(fieldScopeSchema, len(schemaURL))
+// appendResourceHeader starts one ResourceSpans or ResourceLogs message,
+// as a field of the export request, for records bytes of records
+// (encoded as fields of ScopeSpans/ScopeLogs) under res and scope; the
+// caller appends the records, then appendResourceTrailer.
+func appendResourceHeader(dst, res, scope []byte, records int, schemaURL string) []byte {
+	scopeRecs := sizeBytesField(fieldScope, len(scope)) + records + sizeBytesField(fieldScopeSchema, len(schemaURL))
 	entry := sizeBytesField(fieldResource, len(res)) + sizeBytesField(fieldResourceRecords, scopeRecs) +
 		sizeBytesField(fieldResourceSchema, len(schemaURL))
 	dst = appendTag(dst, fieldRequestResource, protowire.BytesType)
@@ -368,10 +384,21 @@ func appendResourceEntry(dst, res, scope, records []byte, schemaURL string) []by
 	dst = appendBytesField(dst, fieldResource, res)
 	dst = appendTag(dst, fieldResourceRecords, protowire.BytesType)
 	dst = appendVarint(dst, uint64(scopeRecs))
-	dst = appendBytesField(dst, fieldScope, scope)
+	return appendBytesField(dst, fieldScope, scope)
+}
+
+// appendResourceTrailer ends what appendResourceHeader began.
+func appendResourceTrailer(dst []byte, schemaURL string) []byte {
+	dst = appendRawStringField(dst, fieldScopeSchema, schemaURL)
+	return appendRawStringField(dst, fieldResourceSchema, schemaURL)
+}
+
+// appendResourceEntry appends a whole resource entry (see
+// appendResourceHeader) holding records.
+func appendResourceEntry(dst, res, scope, records []byte, schemaURL string) []byte {
+	dst = appendResourceHeader(dst, res, scope, len(records), schemaURL)
 	dst = append(dst, records...)
-	dst = appendStringField(dst, fieldScopeSchema, schemaURL)
-	return appendStringField(dst, fieldResourceSchema, schemaURL)
+	return appendResourceTrailer(dst, schemaURL)
 }
 
 // sizeResourceEntry is the size appendResourceEntry adds.

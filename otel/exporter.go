@@ -109,15 +109,22 @@ type workload struct {
 	prev, next *workload
 }
 
-// pending are a workload's records in the open batch of one signal,
-// encoded as fields of ScopeSpans/ScopeLogs.
+// pending are a workload's records in the open batch of one signal: a
+// list through the signal's recRefs.
 type pending struct {
-	recs   []byte
-	queued bool // in the signal's open batch
+	first, last int32 // indexes into signal.refs
+	size        int   // bytes of the workload's records
+	queued      bool  // in the signal's open batch
 }
 
-// maxKeptRecordBuffer bounds the buffer a workload keeps between batches.
-const maxKeptRecordBuffer = 64 << 10
+// recRef is one encoded record (a field of ScopeSpans/ScopeLogs) in a
+// signal's arena, and the next record of the same workload (-1: none).
+type recRef struct {
+	off, n, next int32
+}
+
+// maxKeptArena bounds the arena a signal keeps between batches.
+const maxKeptArena = 2 * maxBatchBytes
 
 // New returns an Exporter exporting as opts say: each enabled signal goes
 // over OTLP/gRPC when an endpoint applies to it (see Options) and to
@@ -350,10 +357,9 @@ func (e *Exporter) Emit(ev *event.Event) {
 		} else {
 			// Emitted within the span, the record carries its trace and
 			// span IDs.
-			p := &w.pend[sigLogs]
-			n := len(p.recs)
-			p.recs = e.enc.appendLog(p.recs, ev, unixNano(observed), wantSpan, tid, sid)
-			s.added(w, len(p.recs)-n)
+			off := len(s.arena)
+			s.arena = e.enc.appendLog(s.arena, ev, unixNano(observed), wantSpan, tid, sid)
+			s.added(w, off)
 		}
 	}
 	if wantSpan {
@@ -361,10 +367,9 @@ func (e *Exporter) Emit(ev *event.Event) {
 			s.stdout.buf = e.jenc.appendSpanLine(s.stdout.buf, ev, &spec, w.resJSON, tid, sid)
 			s.wrote(e)
 		} else {
-			p := &w.pend[sigTraces]
-			n := len(p.recs)
-			p.recs = e.enc.appendSpan(p.recs, ev, &spec, tid, sid)
-			s.added(w, len(p.recs)-n)
+			off := len(s.arena)
+			s.arena = e.enc.appendSpan(s.arena, ev, &spec, tid, sid)
+			s.added(w, off)
 		}
 	}
 }
@@ -533,10 +538,12 @@ type signal struct {
 
 	stdout *lineOut // non-nil: written as JSON lines
 
-	// Open batch, under exp.mu.
+	// Open batch, under exp.mu: the records, encoded one after another
+	// in arena whatever their workload, and the workloads that have some.
+	arena      []byte
+	refs       []recRef
 	open       []*workload
 	records    int
-	size       int
 	opened     time.Time
 	maxRecords int
 
@@ -548,21 +555,27 @@ type signal struct {
 	lastDropLog                          atomic.Int64
 }
 
-// added accounts for a record of n bytes appended to w's pending records.
-// exp.mu is held.
-func (s *signal) added(w *workload, n int) {
+// added accounts for the record just appended to the arena at off, of
+// workload w. exp.mu is held.
+func (s *signal) added(w *workload, off int) {
 	s.emitted.Add(1)
+	n := len(s.arena) - off
+	idx := int32(len(s.refs))
+	s.refs = append(s.refs, recRef{off: int32(off), n: int32(n), next: -1})
 	p := &w.pend[s.idx]
 	if !p.queued {
-		p.queued = true
+		p.queued, p.first, p.size = true, idx, 0
 		s.open = append(s.open, w)
 		if s.records == 0 {
 			s.opened = time.Now()
 		}
+	} else {
+		s.refs[p.last].next = idx
 	}
+	p.last = idx
+	p.size += n
 	s.records++
-	s.size += n
-	if s.records >= s.maxRecords || s.size >= maxBatchBytes {
+	if s.records >= s.maxRecords || len(s.arena) >= maxBatchBytes {
 		s.closeBatch()
 	}
 }
@@ -571,8 +584,8 @@ func (s *signal) added(w *workload, n int) {
 // 4 MiB message limit of receivers.
 const maxBatchBytes = 2 << 20
 
-// closeBatch encodes the open batch as an export request body and queues
-// it. exp.mu is held.
+// closeBatch encodes the open batch as an export request body, the
+// records grouped by workload, and queues it. exp.mu is held.
 func (s *signal) closeBatch() {
 	if s.records == 0 {
 		return
@@ -581,28 +594,52 @@ func (s *signal) closeBatch() {
 	scope := scopeBytes
 	size := 0
 	for _, w := range s.open {
-		size += sizeResourceEntry(w.resPB, scope, len(w.pend[s.idx].recs), semconv.SchemaURL)
+		size += sizeResourceEntry(w.resPB, scope, w.pend[s.idx].size, semconv.SchemaURL)
 	}
-	body := make([]byte, 0, size)
+	body := getBody(size)
 	for _, w := range s.open {
 		p := &w.pend[s.idx]
-		body = appendResourceEntry(body, w.resPB, scope, p.recs, semconv.SchemaURL)
-		p.queued = false
-		if cap(p.recs) > maxKeptRecordBuffer {
-			p.recs = nil
-		} else {
-			p.recs = p.recs[:0]
+		body = appendResourceHeader(body, w.resPB, scope, p.size, semconv.SchemaURL)
+		for i := p.first; i >= 0; i = s.refs[i].next {
+			r := s.refs[i]
+			body = append(body, s.arena[r.off:r.off+r.n]...)
 		}
+		body = appendResourceTrailer(body, semconv.SchemaURL)
+		p.queued = false
 	}
 	clear(s.open)
 	b := &batch{body: body, records: s.records, created: s.opened}
-	s.open, s.records, s.size = s.open[:0], 0, 0
+	s.open, s.records, s.refs = s.open[:0], 0, s.refs[:0]
+	if cap(s.arena) > maxKeptArena {
+		s.arena = nil
+	} else {
+		s.arena = s.arena[:0]
+	}
 	if !s.q.push(b) {
 		// Not emitted after all: emitted + queue-full = records offered.
 		s.emitted.Add(^uint64(b.records - 1))
 		s.queueFull.Add(uint64(b.records))
 		s.logDrop(e, b.records)
+		putBody(b.body)
 	}
+}
+
+// bodyPool recycles the buffers of sent batches.
+var bodyPool sync.Pool
+
+func getBody(size int) []byte {
+	if bp, ok := bodyPool.Get().(*[]byte); ok && cap(*bp) >= size {
+		return (*bp)[:0]
+	}
+	return make([]byte, 0, size)
+}
+
+func putBody(b []byte) {
+	if cap(b) == 0 || cap(b) > 2*maxBatchBytes {
+		return
+	}
+	b = b[:0]
+	bodyPool.Put(&b)
 }
 
 // logDrop says that records were dropped, at most once a second.

@@ -63,25 +63,25 @@ func (a *jsonAttrs) add(key string, start int) {
 	a.list = append(a.list, jsonAttr{key: key, start: start, end: len(a.vals)})
 }
 
-func (a *jsonAttrs) str(key, val string) {
+func (a *jsonAttrs) str(key *attrKey, val string) {
 	start := len(a.vals)
 	a.vals = appendJSONString(a.vals, val)
-	a.add(key, start)
+	a.add(key.name, start)
 }
 
-func (a *jsonAttrs) addr(key string, addr netip.Addr) {
+func (a *jsonAttrs) addr(key *attrKey, addr netip.Addr) {
 	// An address is the string netip.Addr.String returns; escaped like
 	// any other string because an IPv6 zone is arbitrary text.
 	a.tmp = addr.AppendTo(a.tmp[:0])
 	start := len(a.vals)
 	a.vals = appendJSONString(a.vals, a.tmp)
-	a.add(key, start)
+	a.add(key.name, start)
 }
 
-func (a *jsonAttrs) int(key string, v int64) {
+func (a *jsonAttrs) int(key *attrKey, v int64) {
 	start := len(a.vals)
 	a.vals = strconv.AppendInt(a.vals, v, 10)
-	a.add(key, start)
+	a.add(key.name, start)
 }
 
 // appendObject appends the collected attributes as a JSON object, sorted

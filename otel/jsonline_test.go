@@ -400,14 +400,14 @@ func TestJSONAttrsObject(t *testing.T) {
 			}
 			switch i % 3 {
 			case 0:
-				a.str(k, jlNasty[i%len(jlNasty):])
+				a.str(&attrKey{name: k}, jlNasty[i%len(jlNasty):])
 				m[k] = jlNasty[i%len(jlNasty):]
 			case 1:
-				a.int(k, int64(i-30))
+				a.int(&attrKey{name: k}, int64(i-30))
 				m[k] = int64(i - 30)
 			case 2:
 				addr := netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})
-				a.addr(k, addr)
+				a.addr(&attrKey{name: k}, addr)
 				m[k] = addr.String()
 			}
 		}

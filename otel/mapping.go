@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/log"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/connwatch/connwatch/event"
 )
@@ -63,31 +64,55 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
-// Attribute keys and values of the semantic conventions, as strings.
+// attrKey is an attribute key of the per-event attributes, with its
+// encodings made once: the start of its OTLP KeyValue message.
+type attrKey struct {
+	name string
+	pb   []byte // KeyValue.key field, then the tag of KeyValue.value
+}
+
+func newAttrKey(name string) *attrKey {
+	b := appendRawStringField(nil, fieldKey, name)
+	return &attrKey{name: name, pb: appendTag(b, fieldValue, protowire.BytesType)}
+}
+
+// The per-event attribute keys (semantic conventions and connwatch's).
 var (
-	keyNetworkTransport   = string(semconv.NetworkTransportKey)
-	keyNetworkType        = string(semconv.NetworkTypeKey)
-	keyNetworkPeerAddress = string(semconv.NetworkPeerAddressKey)
-	keyNetworkPeerPort    = string(semconv.NetworkPeerPortKey)
-	keyNetworkLocalAddr   = string(semconv.NetworkLocalAddressKey)
-	keyNetworkLocalPort   = string(semconv.NetworkLocalPortKey)
-	keyServerAddress      = string(semconv.ServerAddressKey)
-	keyServerPort         = string(semconv.ServerPortKey)
-	keyClientAddress      = string(semconv.ClientAddressKey)
-	keyClientPort         = string(semconv.ClientPortKey)
-	keyErrorType          = string(semconv.ErrorTypeKey)
-	valTCP                = semconv.NetworkTransportTCP.Value.AsString()
-	valIPv4               = semconv.NetworkTypeIPv4.Value.AsString()
-	valIPv6               = semconv.NetworkTypeIPv6.Value.AsString()
+	keyNetworkTransport   = newAttrKey(string(semconv.NetworkTransportKey))
+	keyNetworkType        = newAttrKey(string(semconv.NetworkTypeKey))
+	keyNetworkPeerAddress = newAttrKey(string(semconv.NetworkPeerAddressKey))
+	keyNetworkPeerPort    = newAttrKey(string(semconv.NetworkPeerPortKey))
+	keyNetworkLocalAddr   = newAttrKey(string(semconv.NetworkLocalAddressKey))
+	keyNetworkLocalPort   = newAttrKey(string(semconv.NetworkLocalPortKey))
+	keyServerAddress      = newAttrKey(string(semconv.ServerAddressKey))
+	keyServerPort         = newAttrKey(string(semconv.ServerPortKey))
+	keyClientAddress      = newAttrKey(string(semconv.ClientAddressKey))
+	keyClientPort         = newAttrKey(string(semconv.ClientPortKey))
+	keyErrorType          = newAttrKey(string(semconv.ErrorTypeKey))
+	keyRemoteFamily       = newAttrKey(string(AttrRemoteFamily))
+	keyEventID            = newAttrKey(string(AttrEventID))
+	keyRetval             = newAttrKey(string(AttrRetval))
+	keyProtocol           = newAttrKey(string(AttrProtocol))
+	keyDirection          = newAttrKey(string(AttrDirection))
+	keyOutcome            = newAttrKey(string(AttrOutcome))
+	keyDurationNS         = newAttrKey(string(AttrDurationNS))
+	keyError              = newAttrKey(string(AttrError))
+)
+
+// Attribute values of the semantic conventions, as strings.
+var (
+	valTCP  = semconv.NetworkTransportTCP.Value.AsString()
+	valIPv4 = semconv.NetworkTypeIPv4.Value.AsString()
+	valIPv6 = semconv.NetworkTypeIPv6.Value.AsString()
 )
 
 // attrVisitor receives the attributes of an event's span and log record,
 // in order. Every encoder of records (OTLP protobuf, JSON lines, the
 // tests' attribute lists) is one; the mapping itself is visitAttributes.
 type attrVisitor interface {
-	str(key, val string)
-	addr(key string, a netip.Addr)
-	int(key string, v int64)
+	str(key *attrKey, val string)
+	addr(key *attrKey, a netip.Addr)
+	int(key *attrKey, v int64)
 }
 
 // visitAttributes calls v for each attribute shared by ev's span and log
@@ -110,7 +135,7 @@ func visitAttributes(ev *event.Event, v attrVisitor) {
 		v.addr(keyNetworkPeerAddress, remote.Addr())
 		v.int(keyNetworkPeerPort, int64(remote.Port()))
 	} else if ev.RemoteFamily != 0 {
-		v.int(string(AttrRemoteFamily), int64(ev.RemoteFamily))
+		v.int(keyRemoteFamily, int64(ev.RemoteFamily))
 	}
 	if local.IsValid() {
 		v.addr(keyNetworkLocalAddr, local.Addr())
@@ -129,19 +154,19 @@ func visitAttributes(ev *event.Event, v attrVisitor) {
 		v.addr(keyServerAddress, remote.Addr())
 		v.int(keyServerPort, int64(remote.Port()))
 	}
-	v.int(string(AttrEventID), int64(ev.EventID))
-	v.int(string(AttrRetval), ev.Retval)
+	v.int(keyEventID, int64(ev.EventID))
+	v.int(keyRetval, ev.Retval)
 	if ev.Protocol != "" {
-		v.str(string(AttrProtocol), ev.Protocol)
+		v.str(keyProtocol, ev.Protocol)
 	}
-	v.str(string(AttrDirection), ev.Direction())
+	v.str(keyDirection, ev.Direction())
 	if ev.IsResult() {
-		v.str(string(AttrOutcome), ev.Outcome().String())
-		v.int(string(AttrDurationNS), int64(ev.Duration()))
+		v.str(keyOutcome, ev.Outcome().String())
+		v.int(keyDurationNS, int64(ev.Duration()))
 	}
 	if failed(ev) {
 		name := event.ErrnoName(ev.Retval)
-		v.str(string(AttrError), name)
+		v.str(keyError, name)
 		v.str(keyErrorType, name)
 	}
 }
@@ -150,9 +175,11 @@ func visitAttributes(ev *event.Event, v attrVisitor) {
 // tests and the rare caller that wants the SDK's types).
 type kvList []attribute.KeyValue
 
-func (l *kvList) str(k, s string)             { *l = append(*l, attribute.String(k, s)) }
-func (l *kvList) addr(k string, a netip.Addr) { *l = append(*l, attribute.String(k, a.String())) }
-func (l *kvList) int(k string, v int64)       { *l = append(*l, attribute.Int64(k, v)) }
+func (l *kvList) str(k *attrKey, s string) { *l = append(*l, attribute.String(k.name, s)) }
+func (l *kvList) addr(k *attrKey, a netip.Addr) {
+	*l = append(*l, attribute.String(k.name, a.String()))
+}
+func (l *kvList) int(k *attrKey, v int64) { *l = append(*l, attribute.Int64(k.name, v)) }
 
 // appendAttributes appends the attributes shared by ev's span and log
 // record to dst, as visitAttributes yields them.
@@ -275,7 +302,6 @@ func roundDuration(d time.Duration) time.Duration {
 	}
 	return d
 }
-
 
 // appendDuration appends d as time.Duration.String formats it, without
 // allocating. d is not negative.

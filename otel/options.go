@@ -94,6 +94,10 @@ type Options struct {
 	// signals together; a batch beyond it is dropped (and counted)
 	// rather than blocking Emit. Default DefaultQueueBytes.
 	QueueBytes int64
+	// MaxInFlight bounds the export requests of one signal under way at
+	// once (default DefaultMaxInFlight); batches are sent in order, and
+	// with more than one in flight they may arrive out of order.
+	MaxInFlight int
 	// QueueDir, when set, keeps every queued batch in a file there until
 	// it is delivered, so that batches survive a restart (see
 	// diskqueue.go); QueueDiskBytes bounds those files (default

@@ -14,6 +14,7 @@ type batch struct {
 	records int
 	created time.Time // when its first record was added
 	inMem   bool      // body counted in the memory budget
+	done    bool      // delivered or given up on; removed once older ones are
 	qbytes  int64     // encoded bytes it counts for in queue.bytes
 
 	// In a queue directory: its file, sequence number and file size.
@@ -57,7 +58,9 @@ type queue struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	items   []*batch
-	head    int
+	head    int // oldest batch not done
+	next    int // oldest batch not taken by a sender (head <= next)
+	undone  int // batches not done
 	bytes   int64
 	closed  bool
 	changed chan struct{} // closed and replaced when the queue empties
@@ -97,6 +100,7 @@ func (q *queue) push(b *batch) bool {
 	b.qbytes = n
 	q.items = append(q.items, b)
 	q.bytes += n
+	q.undone++
 	q.cond.Signal()
 	return true
 }
@@ -109,28 +113,30 @@ func (q *queue) pushRecovered(b *batch) {
 	q.items = append(q.items, b)
 	b.qbytes = b.fileSize - batchHeaderLen
 	q.bytes += b.qbytes
+	q.undone++
 	q.cond.Signal()
 }
 
-// peek waits for the oldest batch and returns it, its body loaded,
-// without removing it; false once the queue is closed and empty. A batch
+// take waits for the oldest batch no sender has taken and returns it,
+// its body loaded; false once the queue is closed and every batch taken.
+// Batches are taken in order; several may be in flight at once. A batch
 // file that fails its checks is set aside, counted and skipped.
-func (q *queue) peek() (*batch, bool) {
+func (q *queue) take() (*batch, bool) {
 	for {
 		q.mu.Lock()
-		for q.head == len(q.items) && !q.closed {
+		for q.next == len(q.items) && !q.closed {
 			q.cond.Wait()
 		}
-		if q.head == len(q.items) {
+		if q.next == len(q.items) {
 			q.mu.Unlock()
 			return nil, false
 		}
-		b := q.items[q.head]
+		b := q.items[q.next]
+		q.next++
 		q.mu.Unlock()
 		if b.body != nil {
 			return b, true
 		}
-		// Only the sender peeks and removes, so b stays the head.
 		err := q.store.load(b)
 		if err == nil {
 			return b, true
@@ -141,21 +147,16 @@ func (q *queue) peek() (*batch, bool) {
 		if q.corrupt != nil {
 			q.corrupt(b.records)
 		}
-		q.remove()
+		q.finish(b)
 	}
 }
 
-// remove drops the oldest batch (the one peek returned) and gives its
-// bytes back.
-func (q *queue) remove() {
+// finish marks b (returned by take) delivered or given up on: its file is
+// removed and its bytes given back at once; it leaves the queue once the
+// batches before it have too.
+func (q *queue) finish(b *batch) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.head == len(q.items) {
-		return
-	}
-	b := q.items[q.head]
-	q.items[q.head] = nil
-	q.head++
 	if b.path != "" {
 		q.store.remove(b)
 	}
@@ -163,18 +164,26 @@ func (q *queue) remove() {
 	if b.inMem {
 		q.budget.give(b.qbytes)
 	}
-	b.body = nil
+	putBody(b.body)
+	b.body, b.done = nil, true
+	q.undone--
+	for q.head < q.next && q.items[q.head].done {
+		q.items[q.head] = nil
+		q.head++
+	}
 	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
+		q.items, q.head, q.next = q.items[:0], 0, 0
 		close(q.changed)
 		q.changed = make(chan struct{})
 	} else if q.head > 1024 && q.head*2 > len(q.items) {
-		q.items = append(q.items[:0], q.items[q.head:]...)
-		q.head = 0
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.next, q.head = q.items[:n], q.next-q.head, 0
 	}
 }
 
-// close makes push refuse and peek return false once the queue is empty.
+// close makes push refuse and take return false once every batch is
+// taken.
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
@@ -187,14 +196,15 @@ func (q *queue) close() {
 func (q *queue) state() (bytes int64, batches int, oldest time.Time) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// items[head] is never done: finish moves head past done batches.
 	if q.head < len(q.items) {
 		oldest = q.items[q.head].created
 	}
-	return q.bytes, len(q.items) - q.head, oldest
+	return q.bytes, q.undone, oldest
 }
 
-// waitEmpty waits until the queue is empty (the sender removes a batch
-// once it is delivered or given up on), or ctx ends.
+// waitEmpty waits until every batch is delivered or given up on, or ctx
+// ends.
 func (q *queue) waitEmpty(ctx context.Context) error {
 	for {
 		q.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -19,6 +20,10 @@ const (
 	DefaultRetryInitial = time.Second
 	DefaultRetryMax     = 5 * time.Second
 	DefaultTimeout      = 10 * time.Second
+	// DefaultMaxInFlight is how many export requests of one signal may
+	// be under way at once: one waiting for its answer while the next
+	// is sent keeps the connection busy.
+	DefaultMaxInFlight = 2
 )
 
 // transport sends encoded export request bodies of one signal.
@@ -70,8 +75,8 @@ func retryable(err error) (bool, time.Duration) {
 	return false, 0
 }
 
-// sender sends the batches of one signal's queue, one request at a time,
-// oldest first, retrying as Retry says.
+// sender sends the batches of one signal's queue, oldest first, up to
+// inFlight requests at once, retrying as Retry says.
 type sender struct {
 	sig *signal
 	t   transport
@@ -80,10 +85,14 @@ type sender struct {
 	retry             bool
 	initial, maxDelay time.Duration
 	maxElapsed        time.Duration
+	inFlight          int             // requests at once
 	ctx               context.Context // cancelled when Shutdown gives up
 	cancel            context.CancelFunc
 	done              chan struct{}
-	failingSince      time.Time // first failure of the current outage; zero when healthy
+	keptOnce          sync.Once
+
+	mu                sync.Mutex // the outage state below, shared by the workers
+	failingSince      time.Time  // first failure of the current outage; zero when healthy
 	backlogAtRecovery int64
 	recoveredAt       time.Time
 }
@@ -97,28 +106,41 @@ func newSender(s *signal, t transport, o *Options) *sender {
 		initial:    orDefault(o.Retry.InitialInterval, DefaultRetryInitial),
 		maxDelay:   orDefault(o.Retry.MaxInterval, DefaultRetryMax),
 		maxElapsed: o.Retry.MaxElapsedTime,
+		inFlight:   orDefault(o.MaxInFlight, DefaultMaxInFlight),
 		ctx:        ctx, cancel: cancel,
 		done: make(chan struct{}),
 	}
 }
 
+// run starts the sender's workers, each sending the oldest batch no other
+// worker has taken; it returns at once. done is closed when all have
+// returned.
 func (s *sender) run() {
-	defer close(s.done)
+	var wg sync.WaitGroup
+	for range s.inFlight {
+		wg.Go(s.work)
+	}
+	go func() { wg.Wait(); close(s.done) }()
+}
+
+func (s *sender) work() {
 	q := s.sig.q
 	for {
-		b, ok := q.peek()
+		b, ok := q.take()
 		if !ok {
 			return
 		}
 		if !s.deliver(b) && q.store != nil {
 			// Shutdown gave up: what is queued stays on disk for the
 			// next run.
-			_, batches, _ := q.state()
-			s.sig.exp.log.Info("export queue: batches kept on disk for the next run", "signal", s.sig.name,
-				"batches", batches, "dir", q.store.dir)
+			s.keptOnce.Do(func() {
+				_, batches, _ := q.state()
+				s.sig.exp.log.Info("export queue: batches kept on disk for the next run", "signal", s.sig.name,
+					"batches", batches, "dir", q.store.dir)
+			})
 			return
 		}
-		q.remove()
+		q.finish(b)
 		s.drained()
 	}
 }
@@ -189,6 +211,8 @@ func jitter(d time.Duration) time.Duration {
 
 // failing logs the start of an outage once.
 func (s *sender) failing(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if !s.failingSince.IsZero() {
 		return
 	}
@@ -201,6 +225,8 @@ func (s *sender) failing(err error) {
 
 // recovered logs the end of an outage once.
 func (s *sender) recovered() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.failingSince.IsZero() {
 		return
 	}
@@ -214,6 +240,8 @@ func (s *sender) recovered() {
 
 // drained logs when the backlog left by an outage has been sent.
 func (s *sender) drained() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.recoveredAt.IsZero() {
 		return
 	}
