@@ -4,11 +4,13 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/connwatch/connwatch/event"
 	"github.com/connwatch/connwatch/otel"
+	"github.com/connwatch/connwatch/pipeline"
 )
 
 func TestConnectionSamplesDecode(t *testing.T) {
@@ -22,14 +24,23 @@ func TestConnectionSamplesDecode(t *testing.T) {
 		{event.TCPAccept, "127.0.0.1:40001", "127.0.0.1:8080"},
 	}
 	var d event.Decoder
-	for i, w := range want {
-		var ev event.Event
-		if err := d.Decode(s[i], &ev); err != nil {
+	var got []event.Event
+	for i, b := range s {
+		var evs [2]event.Event
+		n, err := d.DecodeSample(b, &evs)
+		if err != nil {
 			t.Fatalf("sample %d: %v", i, err)
 		}
+		got = append(got, evs[:n]...)
+	}
+	if len(got) != eventsPerConnection || len(got) != len(want) {
+		t.Fatalf("%d events, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		ev := got[i]
 		if ev.EventID != w.id || ev.HostPID != 4242 || ev.Comm != "bench" || ev.Protocol != "TCP" ||
 			ev.Remote != netip.MustParseAddrPort(w.remote) || ev.Local != netip.MustParseAddrPort(w.local) {
-			t.Errorf("sample %d decoded as %+v", i, ev)
+			t.Errorf("event %d decoded as %+v", i, ev)
 		}
 		if w.id == event.TCPConnectResult && ev.Duration() != 40*time.Microsecond {
 			t.Errorf("result duration %v, want 40µs", ev.Duration())
@@ -38,7 +49,8 @@ func TestConnectionSamplesDecode(t *testing.T) {
 }
 
 // TestReceiverCounts exports the records of synthetic connections through
-// the real pipeline to the counting receiver and checks its counts.
+// the agent's event path and exporter to the counting receiver and checks
+// its counts.
 func TestReceiverCounts(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -48,13 +60,12 @@ func TestReceiverCounts(t *testing.T) {
 	defer srv.Stop()
 	r.watch(8080)
 
-	p, err := otel.New(context.Background(), otel.Options{Endpoint: "http://" + lis.Addr().String(), Traces: true, Logs: true,
+	exp, err := otel.New(context.Background(), otel.Options{Endpoint: "http://" + lis.Addr().String(), Traces: true, Logs: true,
 		Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := event.NewClock()
-	var d event.Decoder
+	path := pipeline.New(pipeline.Options{Sink: exp})
 	const conns = 50
 	for i := range conns {
 		port := uint16(8080)
@@ -62,15 +73,12 @@ func TestReceiverCounts(t *testing.T) {
 			port = 9090 // another server: counted in the totals only
 		}
 		for _, b := range connectionSamples(4242, 1, 0, "bench", 1_000_000, uint16(40000+i), port) {
-			var ev event.Event
-			if err := d.Decode(b, &ev); err != nil {
+			if err := path.Handle(b); err != nil {
 				t.Fatal(err)
 			}
-			clock.Stamp(&ev)
-			p.Emit(&ev)
 		}
 	}
-	if err := p.Shutdown(context.Background()); err != nil {
+	if err := exp.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	got := r.counts()
@@ -79,6 +87,34 @@ func TestReceiverCounts(t *testing.T) {
 		Spans: 2 * conns, Logs: 3 * conns, Requests: got.Requests}
 	if got != want || got.Requests == 0 {
 		t.Errorf("counts %+v, want %+v", got, want)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP connwatch_dropped_total Samples, events or records dropped, by stage and reason.
+# TYPE connwatch_dropped_total counter
+connwatch_dropped_total{stage="reader",reason="queue_full"} 0
+connwatch_dropped_total{stage="export",reason="queue_full",signal="logs"} 12
+connwatch_dropped_total{stage="kernel",reason="buffer_full"} 3
+connwatch_lost_samples_total{cpu="0"} 1
+connwatch_lost_samples_total{cpu="1"} 2
+connwatch_records_emitted_total{signal="traces"} 10
+connwatch_records_exported_total{signal="traces"} 9
+connwatch_bpf_run_time_seconds_total{program="x"} 0.25
+`
+	m, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := summarizeDrops(m, nil)
+	if !d.Scraped || d.Dropped != 15 || d.Lost != 3 || d.Emitted != 10 || d.Exported != 9 || len(d.NonZero) != 2 {
+		t.Errorf("summary %+v", d)
+	}
+	if c := d.cell(); !strings.HasPrefix(c, "15 (") {
+		t.Errorf("cell %q", c)
+	}
+	if d := summarizeDrops(promMetrics{}, nil); d.Scraped {
+		t.Errorf("no dropped family: %+v", d)
 	}
 }
 
@@ -126,5 +162,39 @@ func TestScanMalformed(t *testing.T) {
 		if err := scanLogs(b, 0, &c); err == nil {
 			t.Errorf("scanLogs(%x) accepted malformed input", b)
 		}
+	}
+}
+
+// TestReportSkipped prints the report of a run where every part was
+// skipped, and of one with made-up figures: no panic, and the targets
+// table has its six rows.
+func TestReportSkipped(t *testing.T) {
+	r := &results{started: time.Now(), emptyErr: errSkipped, pipeErr: errSkipped}
+	r.agent.Err, r.events.Err, r.stdout.Err, r.peer.Err, r.loss.Err = errSkipped, errSkipped, errSkipped, errSkipped, errSkipped
+	var b strings.Builder
+	printReport(&b, options{rateDur: time.Second, lossDur: time.Second}, r)
+	out := b.String()
+	for _, s := range []string{"Targets", "user space end to end", "connection rate with the agent", "records delivered at full speed",
+		"stdout OTel JSON lines", "agent RSS at full speed", "BPF time per connection"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("report lacks %q:\n%s", s, out)
+		}
+	}
+
+	r = &results{started: time.Now(), emptyErr: errSkipped}
+	r.baseA = loadResult{Conns: 1000, Elapsed: time.Second}
+	r.baseB = r.baseA
+	r.agent = rateRun{Load: loadResult{Conns: 950, Elapsed: time.Second}}
+	r.events.Err, r.peer.Err = errSkipped, errSkipped
+	r.stdout = rateRun{Load: loadResult{Conns: 990, Elapsed: time.Second}, CPU: 0.2, Drops: dropSummary{Scraped: true}}
+	r.loss = lossRun{Load: loadResult{Conns: 10, Elapsed: time.Second}, Expected: counts{ClientSpans: 10}, Delivered: counts{ClientSpans: 10},
+		Drops: dropSummary{Scraped: true}, EndMem: memStatus{HWM: 50 << 20}}
+	r.pipe = pipelineResult{E2E: stageResult{Events: 300_000, Elapsed: time.Second, Mallocs: 300_000},
+		Expected: counts{ClientSpans: 5}, Delivered: counts{ClientSpans: 5}}
+	b.Reset()
+	printReport(&b, options{rateDur: time.Second, lossDur: time.Second}, r)
+	out = b.String()
+	if i := strings.Index(out, "Targets"); i < 0 || strings.Count(out[i:], "| met ") != 6 {
+		t.Errorf("want the 6 targets met:\n%s", out)
 	}
 }

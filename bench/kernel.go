@@ -308,29 +308,53 @@ func foreignSeen() []string {
 func (s *server) observed(own *progSet, workers int, d time.Duration, maxConns uint64) loadResult {
 	ids := own.ids()
 	observeForeign(ids)
-	pids := append(childPids(), os.Getpid())
-	ours0 := make([]time.Duration, len(pids))
-	for i, p := range pids {
-		ours0[i], _ = cpuTime(p)
-	}
-	sys0, _ := readSysBusy()
-	t0 := time.Now()
+	om := startOthers()
 	r := s.run(workers, d, maxConns)
-	el := time.Since(t0)
-	sys1, err := readSysBusy()
-	if err == nil {
-		others := sys1 - sys0
-		for i, p := range pids {
-			if c, err := cpuTime(p); err == nil {
-				others -= c - ours0[i]
-			}
-		}
-		if c := others.Seconds() / el.Seconds(); c > othersMax.Load().(float64) {
-			othersMax.Store(c)
-		}
-	}
+	om.stop()
 	observeForeign(ids)
 	return r
+}
+
+// othersMeter measures the CPU that processes other than the bench and
+// its children use over an interval.
+type othersMeter struct {
+	pids  []int
+	ours0 []time.Duration
+	sys0  time.Duration
+	t0    time.Time
+	err   error
+}
+
+func startOthers() *othersMeter {
+	m := &othersMeter{pids: append(childPids(), os.Getpid())}
+	m.ours0 = make([]time.Duration, len(m.pids))
+	for i, p := range m.pids {
+		m.ours0[i], _ = cpuTime(p)
+	}
+	m.sys0, m.err = readSysBusy()
+	m.t0 = time.Now()
+	return m
+}
+
+// stop returns the cores the others used (-1: unknown) and records them
+// in othersMax.
+func (m *othersMeter) stop() float64 {
+	el := time.Since(m.t0)
+	sys1, err := readSysBusy()
+	if err != nil || m.err != nil {
+		return -1
+	}
+	others := sys1 - m.sys0
+	for i, p := range m.pids {
+		if c, err := cpuTime(p); err == nil {
+			others -= c - m.ours0[i]
+		}
+	}
+	c := max(others.Seconds()/el.Seconds(), 0)
+	if c > othersMax.Load().(float64) {
+		othersMax.Store(c)
+	}
+	return c
 }
 
 // othersMax is the most CPU (cores) processes other than the bench and

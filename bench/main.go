@@ -87,7 +87,7 @@ func run() int {
 	flag.IntVar(&o.wakeup, "wakeup", wakeupEvents, "WakeupEvents of the in-process probe of part 1 (the agent uses 64)")
 	flag.StringVar(&o.transport, "transport", "auto", "transport of the in-process probe of part 1: auto, perf or ringbuf (the agent uses auto)")
 	flag.BoolVar(&o.rawState, "raw-state-changes", false, "part 1: attach the raw tracepoint for state changes even where the BTF-typed one loads")
-	flag.StringVar(&o.only, "only", "", "run only `part` kernel or pipeline (experiments; prints the full table with the rest empty)")
+	flag.StringVar(&o.only, "only", "", "run only `part` kernel, rate, stdout, loss or pipeline (experiments; prints the full table with the rest empty)")
 	flag.StringVar(&o.signals, "signals", "both", "signals of the end-to-end user-space run: both, traces or logs (experiments)")
 	quick := flag.Bool("quick", false, "short runs (smoke test of the bench itself; figures are rough)")
 	flag.Parse()
@@ -160,6 +160,7 @@ type results struct {
 	agent    rateRun
 	agentLog agentLog
 	events   rateRun // the agent with -format events: no OpenTelemetry
+	stdout   rateRun // the agent without an endpoint: OTel JSON lines on stdout
 	peer     rateRun
 	loss     lossRun
 	pipe     pipelineResult
@@ -190,6 +191,9 @@ func (r *results) errors() (errs []error) {
 	}
 	if r.events.Err != nil {
 		errs = append(errs, fmt.Errorf("connection rate with the agent (-format events): %w", r.events.Err))
+	}
+	if r.stdout.Err != nil {
+		errs = append(errs, fmt.Errorf("connection rate with the agent (OTel JSON lines on stdout): %w", r.stdout.Err))
 	}
 	if r.loss.Err != nil {
 		errs = append(errs, fmt.Errorf("loss run: %w", r.loss.Err))
@@ -256,15 +260,25 @@ func measureAll(o options) (*results, error) {
 		progress("2/5 connection rate without an observer (%s)", o.rateDur)
 		res.baseA = srv.observed(nil, o.workers, o.rateDur, o.maxConns)
 		progress("2/5 connection rate with the agent exporting OTLP (%s)", o.rateDur)
-		res.agent, res.agentLog = agentRateRun(srv, rcv, o)
+		res.agent, res.agentLog = agentRateRun(srv, rcv, outOTLP, o)
 		progress("2/5 connection rate with the agent printing -format events to /dev/null (%s)", o.rateDur)
-		res.events, _ = agentRateRun(srv, nil, o)
+		res.events, _ = agentRateRun(srv, nil, outEvents, o)
+		progress("2/5 connection rate with the agent printing OTel JSON lines to /dev/null, no endpoint (%s)", o.rateDur)
+		res.stdout, _ = agentRateRun(srv, nil, outStdout, o)
 		progress("2/5 connection rate with bpftrace (%s)", o.rateDur)
 		res.peer = bpftraceRateRun(srv, o)
 		progress("2/5 connection rate without an observer, again (%s)", o.rateDur)
 		res.baseB = srv.observed(nil, o.workers, o.rateDur, o.maxConns)
-	} else {
+	} else if want("stdout") {
+		waitQuiet()
+		progress("2/5 connection rate without an observer (%s)", o.rateDur)
+		res.baseA = srv.observed(nil, o.workers, o.rateDur, o.maxConns)
+		progress("2/5 connection rate with the agent printing OTel JSON lines to /dev/null, no endpoint (%s)", o.rateDur)
+		res.stdout, _ = agentRateRun(srv, nil, outStdout, o)
+		res.baseB = res.baseA
 		res.agent.Err, res.events.Err, res.peer.Err = errSkipped, errSkipped, errSkipped
+	} else {
+		res.agent.Err, res.events.Err, res.stdout.Err, res.peer.Err = errSkipped, errSkipped, errSkipped, errSkipped
 	}
 
 	// 3 and 5. Loss and memory over a long run at full speed.

@@ -118,15 +118,17 @@ func emptyCost(srv *server, o options) (kernelCost, error) {
 
 type agentProc struct {
 	*child
-	progs *progSet // the BPF programs the agent holds
+	progs       *progSet // the BPF programs the agent holds
+	metricsAddr string   // host:port of its /metrics; "" if unknown
 }
 
 // agentConfig writes the agent's config file: defaults, except that the
-// agent's own metrics endpoint is off (no port clash with a running
-// agent). It returns "" when this build of the agent does not accept it.
+// agent serves its /metrics on a port of its choosing on 127.0.0.1 (no
+// clash with a running agent; the bench reads the port from its log). It
+// returns "" when this build of the agent does not accept it.
 func agentConfig(o options) (string, error) {
 	path := filepath.Join(o.dir, "agent.yaml")
-	if err := os.WriteFile(path, []byte("telemetry:\n  listen: \"\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("telemetry:\n  listen: \"127.0.0.1:0\"\n"), 0o644); err != nil {
 		return "", err
 	}
 	out, err := exec.Command(o.agent, "config", "validate", "-c", path).CombinedOutput()
@@ -137,23 +139,33 @@ func agentConfig(o options) (string, error) {
 	return path, nil
 }
 
-// startAgent runs bin/connwatch exporting OTLP to rcv and waits until its
-// probes are attached (see warmUp for the export path). With rcv nil, the agent runs with -format events and its standard
-// output goes to /dev/null: the user-space path without OpenTelemetry.
-func startAgent(o options, rcv *receiver, name string) (*agentProc, error) {
+// agentOutput is where the agent under test sends its records.
+type agentOutput int
+
+const (
+	outOTLP   agentOutput = iota // OTLP/gRPC to the bench's receiver
+	outEvents                    // -format events on stdout, to /dev/null (no OpenTelemetry)
+	outStdout                    // no endpoint: OTel JSON lines on stdout, to /dev/null
+)
+
+// startAgent runs bin/connwatch with the given output and waits until its
+// probes are attached (see warmUp for the export path). rcv is used with
+// outOTLP only.
+func startAgent(o options, rcv *receiver, out agentOutput, name string) (*agentProc, error) {
 	var args []string
 	if o.agentConfig != "" {
 		args = append(args, "-c", o.agentConfig)
 	}
 	env := cleanEnv()
-	if rcv != nil {
+	switch out {
+	case outOTLP:
 		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+rcv.endpoint())
-	} else {
+	case outEvents:
 		args = append(args, "-format", "events")
 	}
 	cmd := exec.Command(o.agent, args...)
 	cmd.Env = env
-	if rcv == nil {
+	if out != outOTLP {
 		devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, err
@@ -170,6 +182,12 @@ func startAgent(o options, rcv *receiver, name string) (*agentProc, error) {
 		c.stop(5 * time.Second)
 		return nil, fmt.Errorf("agent: %w", err)
 	}
+	if o.agentConfig != "" {
+		// The telemetry server starts after the probes are attached.
+		if line, err := c.out.waitLine("serving /metrics", 5*time.Second, c.alive); err == nil {
+			a.metricsAddr = slogFields(line)["addr"]
+		}
+	}
 	ps, err := programsOf(c.pid())
 	if err != nil {
 		c.stop(5 * time.Second)
@@ -181,6 +199,12 @@ func startAgent(o options, rcv *receiver, name string) (*agentProc, error) {
 	}
 	a.progs = ps
 	return a, nil
+}
+
+// drops scrapes the agent's /metrics and sums up what it dropped.
+func (a *agentProc) drops() dropSummary {
+	m, err := scrapeMetrics(a.metricsAddr)
+	return summarizeDrops(m, err)
 }
 
 // warmUp makes one connection and waits until its client span reaches the
@@ -253,17 +277,19 @@ type rateRun struct {
 	CPU       float64    // observer's CPU, cores (-1: unknown)
 	HelperCPU float64    // the OTLP receiver's CPU, cores
 	Mem       memStatus
+	Drops     dropSummary // the agent's /metrics at the end of the load
 	Err       error
 }
 
 // agentRateRun runs the generator with the agent exporting OTLP to rcv,
-// or with rcv nil, printing -format events to /dev/null.
-func agentRateRun(srv *server, rcv *receiver, o options) (r rateRun, l agentLog) {
-	name := "agent-rate"
-	if rcv == nil {
-		name = "agent-events"
+// printing -format events to /dev/null, or printing OTel JSON lines to
+// /dev/null (no endpoint).
+func agentRateRun(srv *server, rcv *receiver, out agentOutput, o options) (r rateRun, l agentLog) {
+	name := map[agentOutput]string{outOTLP: "agent-rate", outEvents: "agent-events", outStdout: "agent-stdout"}[out]
+	if out != outOTLP {
+		rcv = nil
 	}
-	a, err := startAgent(o, rcv, name)
+	a, err := startAgent(o, rcv, out, name)
 	if err != nil {
 		r.Err = err
 		return
@@ -298,6 +324,14 @@ func agentRateRun(srv *server, rcv *receiver, o options) (r rateRun, l agentLog)
 		return
 	}
 	r.Kernel = costBetween(before, after, r.Load.Conns)
+	if out == outStdout {
+		// Lines wait up to 200 ms in the buffer (and the reader queue may
+		// hold a backlog): let the agent catch up before reading what it
+		// wrote and dropped.
+		r.Drops = waitWritten(a, 5*time.Second)
+	} else {
+		r.Drops = a.drops()
+	}
 	l, err = a.stopAndParse()
 	if err != nil {
 		r.Err = err
@@ -389,11 +423,12 @@ type lossRun struct {
 	EndMem    memStatus // at the end of the load (VmHWM: the peak)
 	CPU       float64
 	HelperCPU float64
+	Drops     dropSummary // the agent's /metrics after the load, before it stops
 	Err       error
 }
 
 func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
-	a, err := startAgent(o, rcv, "agent-loss")
+	a, err := startAgent(o, rcv, outOTLP, "agent-loss")
 	if err != nil {
 		r.Err = err
 		return
@@ -437,16 +472,22 @@ func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
 	wg.Wait()
 	r.EndMem, _ = readMem(a.pid())
 	r.PeakRSS = max(peak.Load(), r.EndMem.RSS)
+	n := r.Load.Conns
+	r.Expected = counts{ClientSpans: n, ConnectLogs: n, ResultLogs: n, ServerSpans: n, AcceptLogs: n}
+	if l := parseAgentLog(a.out.snapshot()); l.AcceptSkipped {
+		r.Expected.ServerSpans, r.Expected.AcceptLogs = 0, 0
+	}
+	// Let the agent send what it holds (batches close within a second),
+	// then read its /metrics while it still serves them.
+	if _, err := rcv.settle(r.Expected.records(), base, 3*time.Second, 20*time.Second); err != nil {
+		r.Err = err
+	}
+	r.Drops = a.drops()
 	// SIGTERM: the agent flushes what it has queued, then logs its
 	// counters.
 	r.Log, err = a.stopAndParse()
-	if err != nil {
+	if err != nil && r.Err == nil {
 		r.Err = err
-	}
-	n := r.Load.Conns
-	r.Expected = counts{ClientSpans: n, ConnectLogs: n, ResultLogs: n, ServerSpans: n, AcceptLogs: n}
-	if r.Log.AcceptSkipped {
-		r.Expected.ServerSpans, r.Expected.AcceptLogs = 0, 0
 	}
 	got, err := rcv.settle(r.Expected.records(), base, 2*time.Second, 15*time.Second)
 	if err != nil && r.Err == nil {
@@ -454,4 +495,23 @@ func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
 	}
 	r.Delivered = got.sub(base)
 	return
+}
+
+// waitWritten scrapes the agent's /metrics until the records it has
+// written (exported) stop changing and equal those it emitted, or until
+// timeout, and returns the last scrape.
+func waitWritten(a *agentProc, timeout time.Duration) dropSummary {
+	deadline := time.Now().Add(timeout)
+	var last dropSummary
+	for {
+		time.Sleep(500 * time.Millisecond)
+		d := a.drops()
+		// The scrapes are connections too (5 records each): settled is
+		// within a few records.
+		const slack = 10
+		if !d.Scraped || (d.Emitted <= d.Exported+slack && d.Exported <= last.Exported+slack) || time.Now().After(deadline) {
+			return d
+		}
+		last = d
+	}
 }

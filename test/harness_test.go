@@ -8,6 +8,7 @@
 package test
 
 import (
+	"context"
 	"bufio"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/connwatch/connwatch/bpf"
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/pipeline"
 )
 
 // childEnv makes the test binary act as a namespaced "container" process.
@@ -101,7 +103,8 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 	go func() {
 		defer close(done)
 		var rec bpf.Record
-		var dec event.Decoder
+		// The agent's own event path, into the channel.
+		path := pipeline.New(pipeline.Options{Sink: &chanSink{events: w.events, stop: stop}, Clock: w.clock})
 		for {
 			err := p.Read(&rec)
 			if errors.Is(err, bpf.ErrClosed) {
@@ -118,23 +121,13 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 				}
 				continue
 			}
-			var ev event.Event
-			if err := dec.Decode(rec.RawSample, &ev); err != nil {
+			if err := path.Handle(rec.RawSample); err != nil {
 				t.Errorf("decoding a sample the kernel sent: %v", err)
-				continue
 			}
-			w.clock.Stamp(&ev)
-			evs := []event.Event{ev}
-			if attempt, ok := ev.SplitAttempt(); ok {
-				evs = []event.Event{attempt, ev}
-			}
-			for _, ev := range evs {
-				// Tests that make many connections need not drain them all.
-				select {
-				case w.events <- ev:
-				case <-stop:
-					return
-				}
+			select {
+			case <-stop:
+				return
+			default:
 			}
 		}
 	}()
@@ -145,6 +138,22 @@ func startProbe(t *testing.T, opts bpf.Options) *watcher {
 	})
 	return w
 }
+
+// chanSink hands events to a channel until stop is closed. Tests that
+// make many connections need not drain them all.
+type chanSink struct {
+	events chan<- event.Event
+	stop   <-chan struct{}
+}
+
+func (s *chanSink) Emit(ev *event.Event) {
+	select {
+	case s.events <- *ev:
+	case <-s.stop:
+	}
+}
+func (s *chanSink) Flush(context.Context) error    { return nil }
+func (s *chanSink) Shutdown(context.Context) error { return nil }
 
 // waitEvent returns the first event for which match is true, failing the
 // test after timeout.
