@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,6 +68,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	limitMemory(cfg, log)
 	mode, err := bpf.ParseMode(cfg.Probe.Attach)
 	if err != nil {
 		return err
@@ -161,6 +163,23 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		werr = es.Err()
 	}
 	return errors.Join(readErr, werr)
+}
+
+// memoryHeadroom is what the agent needs beside its export queue.
+const memoryHeadroom = 48 << 20
+
+// limitMemory sets the Go runtime's soft memory limit to the export
+// queue's bound plus headroom, unless GOMEMLIMIT says otherwise: with the
+// default GOGC the heap may grow to twice what is live, and a full queue
+// is most of what is live, so without a limit an outage would double the
+// queue's cost in RSS.
+func limitMemory(cfg *config.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(cfg.Export.Queue.MemoryMiB)<<20 + memoryHeadroom
+	debug.SetMemoryLimit(limit)
+	log.Debug("memory limit set", "bytes", limit)
 }
 
 // logExitCounters logs what the agent read, delivered and dropped, since
