@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,7 @@ const (
 // workload is the cached state of one resource.
 type workload struct {
 	key     resourceKey
+	src     *event.Workload // what the resource was built from
 	res     *resource.Resource
 	resPB   []byte // encoded Resource message
 	resJSON []byte // resource as a JSON object
@@ -374,6 +376,16 @@ func (e *Exporter) Emit(ev *event.Event) {
 	}
 }
 
+// sameWorkload reports whether a and b describe the workload alike.
+func sameWorkload(a, b *event.Workload) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.ExePath == b.ExePath && a.ExeName == b.ExeName && slices.Equal(a.Args, b.Args) &&
+		a.Owner == b.Owner && a.StartTime.Equal(b.StartTime) && a.ContainerID == b.ContainerID &&
+		a.Runtime == b.Runtime && a.PodUID == b.PodUID && a.Cgroup == b.Cgroup
+}
+
 // newIDs draws a random trace and span ID, never all zero. e.mu is held.
 func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
 	for {
@@ -392,11 +404,19 @@ func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
 func (e *Exporter) workload(ev *event.Event) *workload {
 	k := keyOf(ev)
 	if w, ok := e.entries[k]; ok {
-		if e.lru.next != w {
-			w.unlink()
-			e.pushFront(w)
+		if ev.Workload == w.src || sameWorkload(ev.Workload, w.src) {
+			w.src = ev.Workload
+			if e.lru.next != w {
+				w.unlink()
+				e.pushFront(w)
+			}
+			return w
 		}
-		return w
+		// Same key, other details (an exec with new arguments, a new
+		// owner name): the resource is built again.
+		w.unlink()
+		delete(e.entries, k)
+		e.resourcesLive.Add(-1)
 	}
 	w := e.newWorkload(ev, k)
 	e.entries[k] = w
@@ -433,7 +453,7 @@ func (e *Exporter) newWorkload(ev *event.Event, k resourceKey) *workload {
 	// Duplicate keys keep the last value: workload over
 	// OTEL_RESOURCE_ATTRIBUTES over host. The resource sorts them.
 	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
-	w := &workload{key: k, res: res}
+	w := &workload{key: k, res: res, src: ev.Workload}
 	if e.wantPB {
 		w.resPB = encodeResource(res.Attributes())
 	}

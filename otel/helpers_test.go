@@ -116,6 +116,14 @@ func (m *memTransport) note(treq *coltracepb.ExportTraceServiceRequest, lreq *co
 	m.changed = make(chan struct{})
 }
 
+// reset forgets the recorded requests and reports further problems to
+// tb, so that one transport can serve many fuzz inputs.
+func (m *memTransport) reset(tb testing.TB) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.tb, m.treqs, m.lreqs = tb, nil, nil
+}
+
 func (m *memTransport) shutdown(context.Context) error {
 	m.mu.Lock()
 	m.closed = true
