@@ -37,10 +37,23 @@ test-unit: ## unit tests only (no root needed)
 test-privileged: ## the privileged tests, failing instead of skipping when they cannot run
 	$(SUDO) env "PATH=$$PATH" CONNWATCH_REQUIRE_PRIVILEGED=1 $(GO) test -count=1 -v ./test/
 
+.PHONY: test-outage
+test-outage: build ## the long privileged outage tests (collector down 1 and 5 min, kill -9, slow collector; ~10 min)
+	$(SUDO) env "PATH=$$PATH" CONNWATCH_BIN=$(CURDIR)/$(BIN) CONNWATCH_REQUIRE_PRIVILEGED=1 CONNWATCH_LONG_TESTS=1 $(GO) test -count=1 -v -timeout 30m -run '^TestOutage' ./test/
+
 .PHONY: fuzz
-fuzz: ## run each fuzz target (decoder, config parser) for FUZZTIME (default 20s)
+fuzz: ## run each fuzz target (decoder, config parser, OTLP encoder, event path) for FUZZTIME (default 20s)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./event/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime $(FUZZTIME) ./otel/
+
+.PHONY: fuzz-long
+fuzz-long: ## each fuzz target to >= 10^7 executions (tens of minutes each; not in CI)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10000000x ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10000000x ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime 10000000x ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime 10000000x ./otel/
 
 SOAK_DURATION ?= 10m
 SOAK_RATE     ?= 500
@@ -68,9 +81,10 @@ check-generated: generate ## fail if the committed BPF output differs from a fre
 
 VM_KERNELS ?= 6.1 6.12
 VM_MODES   ?= fentry,kprobe,tracepoint
-# User-space behaviour (export back-pressure, TLS, capabilities) does not
+# User-space behaviour (export back-pressure, outages, queue files, TLS,
+# capabilities) does not
 # depend on the kernel or the attach mode: tested on the host only.
-VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$
+VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)
 
 .PHONY: vmtest
 vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)

@@ -208,7 +208,7 @@ func (p *pbAttrs) str(key *attrKey, val string) {
 
 func (p *pbAttrs) addr(key *attrKey, a netip.Addr) {
 	p.tmp = a.AppendTo(p.tmp[:0])
-	if !utf8.Valid(p.tmp) { // an IPv6 zone holds any bytes
+	if a.Zone() != "" && !utf8.Valid(p.tmp) { // an IPv6 zone holds any bytes
 		p.tmp = append(p.tmp[:0], utf8Text(string(p.tmp))...)
 	}
 	b := p.kv(p.b, key, 1+sizeVarint(len(p.tmp))+len(p.tmp))

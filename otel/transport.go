@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -38,7 +39,11 @@ func newTracesTransport(ctx context.Context, o *Options, t signalTarget) (*trace
 	if err != nil {
 		return nil, err
 	}
-	opts := []otlptracegrpc.Option{otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false})}
+	opts := []otlptracegrpc.Option{
+		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
+		otlptracegrpc.WithDialOption(experimental.WithBufferPool(grpcBuffers),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protoCodec{}))),
+	}
 	if s.endpoint != nil {
 		opts = append(opts, otlptracegrpc.WithEndpoint(s.endpoint.hostport))
 		if s.endpoint.insecure {
@@ -163,7 +168,8 @@ func newLogsTransport(o *Options, t signalTarget) (*logsTransport, error) {
 	if !s.endpoint.insecure {
 		creds = credentials.NewTLS(s.tls)
 	}
-	conn, err := grpc.NewClient(s.endpoint.hostport, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(s.endpoint.hostport, grpc.WithTransportCredentials(creds),
+		experimental.WithBufferPool(grpcBuffers), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protoCodec{})))
 	if err != nil {
 		return nil, fmt.Errorf("creating OTLP log client: %w", err)
 	}

@@ -93,8 +93,7 @@ func (p *Path) Handle(sample []byte) error {
 		p.malformed.Add(1)
 		return err
 	}
-	p.decoded.Add(1)
-	if time.Since(p.lastSync) > ClockResync {
+	if p.decoded.Add(1)%1024 == 0 && time.Since(p.lastSync) > ClockResync {
 		p.clock.Sync()
 		p.lastSync = time.Now()
 	}

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -69,6 +70,19 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		return err
 	}
 	limitMemory(cfg, log)
+	if path := os.Getenv("CONNWATCH_CPUPROFILE"); path != "" {
+		// For profiling the agent under a real load (make bench, perf
+		// work); not a user-facing setting.
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("CONNWATCH_CPUPROFILE: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("CONNWATCH_CPUPROFILE: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	mode, err := bpf.ParseMode(cfg.Probe.Attach)
 	if err != nil {
 		return err
