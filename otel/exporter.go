@@ -265,6 +265,7 @@ func (e *Exporter) openQueueDir(o *Options) error {
 			records += b.records
 		}
 		s.emitted.Add(uint64(records))
+		s.recovered.Add(uint64(records))
 		if len(left) > 0 {
 			e.log.Info("export queue: sending what an earlier run left", "signal", s.name,
 				"batches", len(left), "records", records, "dir", st.dir)
@@ -571,8 +572,8 @@ type signal struct {
 	snd *sender
 
 	emitted, exported, failed, queueFull atomic.Uint64
-	exportErrors, retries                atomic.Uint64
-	lastDropLog                          atomic.Int64
+	exportErrors, retries, recovered     atomic.Uint64
+	lastDropLog, lastDrop                atomic.Int64 // Unix ns
 }
 
 // added accounts for the record just appended to the arena at off, of
@@ -639,6 +640,7 @@ func (s *signal) closeBatch() {
 		// Not emitted after all: emitted + queue-full = records offered.
 		s.emitted.Add(^uint64(b.records - 1))
 		s.queueFull.Add(uint64(b.records))
+		s.lastDrop.Store(time.Now().UnixNano())
 		s.logDrop(e, b.records)
 		putBody(b.body)
 	}

@@ -47,6 +47,12 @@ type QueueStats struct {
 	Batches int       // batches queued
 	Oldest  time.Time // when the oldest queued record was made; zero when empty
 	Retries uint64    // export attempts retried
+	// Recovered are the records this run found in the queue directory,
+	// left by an earlier run (they are in the emitted count).
+	Recovered uint64
+	// LastDrop is when a batch last did not fit in the queue (zero:
+	// never).
+	LastDrop time.Time
 	Limit   int64     // the byte bound shared by both signals' queues
 }
 
@@ -82,6 +88,8 @@ func (s *signal) queueStats() QueueStats {
 	var q QueueStats
 	q.Bytes, q.Batches, q.Oldest = s.q.state()
 	q.Retries = s.retries.Load()
+	q.Recovered = s.recovered.Load()
+	q.LastDrop = unixTime(s.lastDrop.Load())
 	q.Limit = s.exp.budget.limit
 	return q
 }

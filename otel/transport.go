@@ -14,6 +14,7 @@ import (
 	collogpb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding/gzip"
@@ -41,8 +42,7 @@ func newTracesTransport(ctx context.Context, o *Options, t signalTarget) (*trace
 	}
 	opts := []otlptracegrpc.Option{
 		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}),
-		otlptracegrpc.WithDialOption(experimental.WithBufferPool(grpcBuffers),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protoCodec{}))),
+		otlptracegrpc.WithDialOption(dialOptions()...),
 	}
 	if s.endpoint != nil {
 		opts = append(opts, otlptracegrpc.WithEndpoint(s.endpoint.hostport))
@@ -66,6 +66,21 @@ func newTracesTransport(ctx context.Context, o *Options, t signalTarget) (*trace
 		return nil, fmt.Errorf("creating OTLP trace client: %w", err)
 	}
 	return &tracesTransport{client: c}, nil
+}
+
+// dialOptions are the gRPC settings of both signals' connections: the
+// marshal buffers of bufpool.go, and reconnects no further apart than the
+// sender's retries (gRPC's own default backs off to 2 minutes, so after a
+// long outage the collector would wait that long for the agent).
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		experimental.WithBufferPool(grpcBuffers),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protoCodec{})),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: DefaultRetryMax},
+			MinConnectTimeout: 5 * time.Second,
+		}),
+	}
 }
 
 func (t *tracesTransport) send(ctx context.Context, body []byte) (int64, error) {
@@ -168,8 +183,7 @@ func newLogsTransport(o *Options, t signalTarget) (*logsTransport, error) {
 	if !s.endpoint.insecure {
 		creds = credentials.NewTLS(s.tls)
 	}
-	conn, err := grpc.NewClient(s.endpoint.hostport, grpc.WithTransportCredentials(creds),
-		experimental.WithBufferPool(grpcBuffers), grpc.WithDefaultCallOptions(grpc.ForceCodecV2(protoCodec{})))
+	conn, err := grpc.NewClient(s.endpoint.hostport, append(dialOptions(), grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, fmt.Errorf("creating OTLP log client: %w", err)
 	}

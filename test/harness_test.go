@@ -8,8 +8,8 @@
 package test
 
 import (
-	"context"
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"net"

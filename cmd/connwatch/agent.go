@@ -180,7 +180,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 }
 
 // memoryHeadroom is what the agent needs beside its export queue.
-const memoryHeadroom = 48 << 20
+const memoryHeadroom = 40 << 20
 
 // limitMemory sets the Go runtime's soft memory limit to the export
 // queue's bound plus headroom, unless GOMEMLIMIT says otherwise: with the

@@ -26,6 +26,10 @@ import (
 // the agent is not ready.
 const readyFailureThreshold = 30 * time.Second
 
+// readyDropWindow is how recent a drop at the export queue must be for
+// /readyz to say the agent is dropping.
+const readyDropWindow = 10 * time.Second
+
 // eventIDs are the event ids counted one by one; others count as "other".
 var eventIDs = [...]uint32{event.TCPConnect, event.TCPAccept, event.TCPConnectV6, event.TCPAcceptV6,
 	event.TCPConnectResult, event.TCPConnectResultV6}
@@ -107,19 +111,26 @@ func (t *telemetry) close(ctx context.Context) {
 // room: "exporting" when exports succeed, "backlogged" while they fail
 // and batches wait (an agent that only waits for its collector must not
 // be restarted: it would lose what it holds). 503 once exports have
-// failed for longer than readyFailureThreshold and the queue is full, so
-// that records are being dropped.
+// failed for longer than readyFailureThreshold and records were dropped
+// at the full queue within readyDropWindow.
 func (t *telemetry) ready(w http.ResponseWriter, _ *http.Request) {
 	if t.out.pipeline != nil {
 		st := t.out.pipeline.Stats()
 		queued := st.Traces.Bytes + st.Logs.Bytes
 		limit := max(st.Traces.Limit, st.Logs.Limit)
 		batches := st.Traces.Batches + st.Logs.Batches
+		lastDrop := st.Traces.LastDrop
+		if st.Logs.LastDrop.After(lastDrop) {
+			lastDrop = st.Logs.LastDrop
+		}
 		if !st.FailingSince.IsZero() {
 			since := st.FailingSince.UTC().Format(time.RFC3339)
-			if limit > 0 && queued >= limit*9/10 && time.Since(st.FailingSince) > readyFailureThreshold {
+			// Dropping is what a full queue does; with a queue directory
+			// the queued bytes may exceed the memory bound without it.
+			if !lastDrop.IsZero() && time.Since(lastDrop) < readyDropWindow && time.Since(st.FailingSince) > readyFailureThreshold {
 				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintf(w, "dropping: exports failing since %s and the queue is full (%d of %d bytes)\n", since, queued, limit)
+				fmt.Fprintf(w, "dropping: exports failing since %s and the queue is full (%d bytes queued); records dropped at %s\n",
+					since, queued, lastDrop.UTC().Format(time.RFC3339))
 				return
 			}
 			fmt.Fprintf(w, "backlogged: exports failing since %s; %d batches (%d bytes) queued of %d bytes; probes attached (%s mode)\n",
@@ -258,6 +269,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 			}
 			p.gauge("connwatch_export_queue_oldest_age_seconds", "Age of the oldest queued record, by signal (0: queue empty).", age, "signal", q.signal)
 			p.counter("connwatch_export_retries_total", "Export attempts retried, by signal.", q.s.Retries, "signal", q.signal)
+			p.counter("connwatch_export_recovered_records_total", "Records found in the queue directory at start, left by an earlier run (counted as emitted), by signal.", q.s.Recovered, "signal", q.signal)
 		}
 		p.gauge("connwatch_export_queue_limit_bytes", "The bound of the export queue in memory, both signals together.", float64(max(st.Traces.Limit, st.Logs.Limit)))
 		p.gauge("connwatch_resources", "Workload resources kept encoded.", float64(st.ResourcesLive))
