@@ -53,7 +53,7 @@ type QueueStats struct {
 	// LastDrop is when a batch last did not fit in the queue (zero:
 	// never).
 	LastDrop time.Time
-	Limit   int64     // the byte bound shared by both signals' queues
+	Limit    int64 // the byte bound shared by both signals' queues
 }
 
 // Stats returns the current counters.
