@@ -77,16 +77,18 @@
 // override the host's (host.name, host.id, os.type) but not the
 // workload's: a service.name or process.pid there is ignored.
 //
-// Resources are cached by a key of the event's identifying fields (host
-// pid and ppid, namespace pid, uid, namespace inums, process start time,
-// executable name and path, container ID), which costs no allocation to
-// build and look up.
+// Resources are encoded once and cached by a key of the event's
+// identifying fields (host pid and ppid, namespace pid, uid, namespace
+// inums, process start time, executable name and path, container ID),
+// which costs no allocation to build and look up; a cached resource whose
+// workload's other details (arguments, owner, cgroup, ...) differ from
+// the event's is built again.
 //
 // # Standard output
 //
 // Without an endpoint, a signal is written as JSON lines (LogLine and
-// SpanLine), through the same batch processors as OTLP with a short batch
-// timeout, e.g.
+// SpanLine), written directly (jsonline.go) as the events come, a
+// connection's log record before its span, and flushed every 200 ms, e.g.
 //
 //	{"type":"log","time":"...","observed_time":"...","event":"connwatch.tcp.connect","severity":"INFO","body":"curl connect ...","attributes":{...},"resource":{...}}
 //	{"type":"span","time":"...","name":"tcp connect","kind":"client","start":"...","end":"...","duration_ns":1200000,"status":"error","status_message":"ECONNREFUSED","trace_id":"...","span_id":"...","attributes":{...},"resource":{...}}

@@ -30,13 +30,14 @@ import (
 //
 // Records are encoded straight into OTLP protobuf (no SDK span or record
 // per event): each workload's resource is encoded once and kept while the
-// workload is; an event's span and log record are appended to that
-// workload's part of the open batch of their signal. A batch is closed
-// when it holds MaxExportBatchSize records or BatchTimeout after it was
-// opened, and then waits, encoded, in a queue bounded in bytes
-// (QueueBytes, shared by both signals) for the signal's sender, which
-// sends one request at a time, in order, and retries a failed request
-// with exponential backoff for as long as it is retryable (see Retry).
+// workload is; an event's span and log record are appended to the open
+// batch of their signal, and grouped by workload when the batch closes:
+// at MaxExportBatchSize records or BatchTimeout after it opened. A closed
+// batch waits, encoded, in a queue bounded in bytes (QueueBytes, shared by
+// both signals; optionally also on disk, QueueDir) for the signal's
+// sender, which takes batches in order, up to MaxInFlight requests at
+// once, and retries a failed request with exponential backoff for as long
+// as it is retryable (see Retry).
 // A batch that does not fit in the queue is dropped and its records
 // counted (Stats.*QueueFull). A signal without an endpoint is written to
 // Stdout as JSON lines instead, a log record before its span.

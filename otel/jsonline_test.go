@@ -23,53 +23,27 @@ import (
 // the package's shared test helpers.
 
 var (
-	jlAttempt  = time.Date(2026, 11, 25, 17, 28, 13, 364898327, time.UTC)
-	jlOutcome  = jlAttempt.Add(1234567 * time.Nanosecond)
-	jlObserved = jlAttempt.Add(time.Second)
+	jlAttempt  = tAttempt
+	jlOutcome  = tOutcome
+	jlObserved = tObserved
 	jlStart    = time.Date(2026, 11, 25, 17, 0, 0, 0, time.FixedZone("CET", 3600))
 
 	jlTraceID = [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
 	jlSpanID  = [8]byte{0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7}
 )
 
-func jlWorkload() *event.Workload {
-	return &event.Workload{
-		ExePath:   "/usr/bin/curl",
-		ExeName:   "curl",
-		Args:      []string{"curl", "-s", "https://example.com/"},
-		Owner:     "alice",
-		StartTime: jlStart,
-		Cgroup:    "/user.slice/user-1000.slice/session-3.scope",
-	}
-}
-
-// jlConnect is curl's outgoing IPv4 attempt from a host process.
+// jlConnect is connectEvent with a process start time outside UTC, which
+// the JSON must write in UTC.
 func jlConnect() *event.Event {
-	return &event.Event{
-		KernelTime: 1_000_000_000,
-		Time:       jlAttempt,
-		HostPPID:   900, HostPID: 1000, PPID: 900, PID: 1000,
-		UID:          1000,
-		EventID:      event.TCPConnect,
-		ArgNum:       3,
-		Comm:         "curl",
-		Protocol:     "TCP",
-		Remote:       netip.MustParseAddrPort("93.184.216.34:443"),
-		Local:        netip.MustParseAddrPort("10.0.0.1:51000"),
-		RemoteFamily: unix.AF_INET,
-		Workload:     jlWorkload(),
-	}
+	ev := connectEvent()
+	ev.Workload.StartTime = jlStart
+	return ev
 }
 
-// jlResult is the outcome of jlConnect with the given retval.
+// jlResult is resultEvent with jlConnect's start time.
 func jlResult(retval int64) *event.Event {
-	ev := jlConnect()
-	ev.EventID = event.TCPConnectResult
-	ev.Retval = retval
-	ev.StartKernelTime = ev.KernelTime
-	ev.Start = jlAttempt
-	ev.KernelTime += uint64(jlOutcome.Sub(jlAttempt))
-	ev.Time = jlOutcome
+	ev := resultEvent(retval)
+	ev.Workload.StartTime = jlStart
 	return ev
 }
 

@@ -82,8 +82,8 @@ type Options struct {
 	// nil means os.Stdout. It is never closed.
 	Stdout io.Writer
 
-	// MaxProviders bounds the number of workloads (resources) with a live
-	// TracerProvider/LoggerProvider pair; default DefaultMaxProviders.
+	// MaxProviders bounds the number of workloads whose encoded resource
+	// is kept; default DefaultMaxProviders.
 	MaxProviders int
 	// BatchTimeout is the longest a record waits in an open batch before
 	// the batch is queued for export (or, on standard output, before its
