@@ -46,6 +46,7 @@ fuzz: ## run each fuzz target (decoder, config parser, OTLP encoder, event path)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./event/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime $(FUZZTIME) ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeWire$$' -fuzztime $(FUZZTIME) ./otel/
 	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime $(FUZZTIME) ./otel/
 
 .PHONY: fuzz-long
@@ -53,6 +54,7 @@ fuzz-long: ## each fuzz target to >= 10^7 executions (tens of minutes each; not 
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10000000x ./event/
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10000000x ./config/
 	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime 10000000x ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeWire$$' -fuzztime 10000000x ./otel/
 	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime 10000000x ./otel/
 
 SOAK_DURATION ?= 10m
