@@ -84,8 +84,8 @@ check-generated: generate ## fail if the committed BPF output differs from a fre
 VM_KERNELS ?= 6.1 6.12
 VM_MODES   ?= fentry,kprobe,tracepoint
 # User-space behaviour (export back-pressure, outages, queue files, TLS,
-# capabilities) does not
-# depend on the kernel or the attach mode: tested on the host only.
+# capabilities) does not depend on the kernel or the attach mode: tested
+# on the host only.
 VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)
 
 .PHONY: vmtest
@@ -96,7 +96,9 @@ vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels
 	  --host tracepoint --host-env CONNWATCH_BIN=$(CURDIR)/$(BIN) \
 	  --add $(BIN):/connwatch/connwatch --env CONNWATCH_BIN=/connwatch/connwatch \
 	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-privileged.test -test.v -test.count=1 -test.skip '$(VM_SKIP)'
-	test/vm/matrix.sh --kernels "$(VM_KERNELS)" \
+	@# One vCPU here too: under software emulation a two-vCPU 6.12 guest
+	@# panics now and then on an int3 left by kernel text patching.
+	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --smp 1 \
 	  --env CONNWATCH_REQUIRE_PRIVILEGED=1 -- bin/connwatch-check.test -test.v -test.count=1
 
 .PHONY: e2e
