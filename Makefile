@@ -51,11 +51,11 @@ fuzz: ## run each fuzz target (decoder, config parser, OTLP encoder, event path)
 
 .PHONY: fuzz-long
 fuzz-long: ## each fuzz target to >= 10^7 executions (tens of minutes each; not in CI)
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10000000x ./event/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10000000x ./config/
-	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime 10000000x ./otel/
-	$(GO) test -run '^$$' -fuzz '^FuzzEncodeWire$$' -fuzztime 10000000x ./otel/
-	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime 10000000x ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime 10000000x -timeout 0 ./event/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime 10000000x -timeout 0 ./config/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncode$$' -fuzztime 10000000x -timeout 0 ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEncodeWire$$' -fuzztime 10000000x -timeout 0 ./otel/
+	$(GO) test -run '^$$' -fuzz '^FuzzEventPath$$' -fuzztime 10000000x -timeout 0 ./otel/
 
 SOAK_DURATION ?= 10m
 SOAK_RATE     ?= 500
