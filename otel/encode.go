@@ -290,17 +290,23 @@ func (e *encoder) appendLog(dst []byte, ev *event.Event, observed uint64, withSp
 }
 
 // unixNano is t as OTLP's fixed64 Unix nanoseconds; 0 (unknown) for
-// the zero time and times before 1970.
+// the zero time and times before 1970, and the largest int64 for times
+// past 2262 (time.UnixNano wraps outside that range: a time before 1678
+// came out as a huge positive value, found by FuzzEncode).
 func unixNano(t time.Time) uint64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero() || t.Before(unixEpoch):
 		return 0
+	case t.After(lastUnixNano):
+		return math.MaxInt64
 	}
-	n := t.UnixNano()
-	if n < 0 {
-		return 0
-	}
-	return uint64(n)
+	return uint64(t.UnixNano())
 }
+
+var (
+	unixEpoch    = time.Unix(0, 0)
+	lastUnixNano = time.Unix(0, math.MaxInt64)
+)
 
 // encodeResource returns the encoded Resource message of attrs.
 func encodeResource(attrs []attribute.KeyValue) []byte {
