@@ -19,8 +19,9 @@ build: ## build bin/connwatch (static, no clang needed: the BPF object is commit
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/connwatch
 
 .PHONY: run
-run: build ## build and run the agent (JSON lines on stdout; needs root, uses sudo if not root); ARGS=... passes flags
-	$(SUDO) ./$(BIN) $(ARGS)
+run: ## build and run the agent (a table on a terminal, JSON lines when piped; needs root, uses sudo if not root); ARGS=... passes flags
+	@$(MAKE) -s --no-print-directory build
+	@$(SUDO) ./$(BIN) $(ARGS)
 
 .PHONY: test
 test: ## vet, unit tests, and, as root, the privileged tests (they skip with a reason otherwise)

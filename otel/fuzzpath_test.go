@@ -96,7 +96,7 @@ func fzSeeds() [][]byte {
 type fzHarness struct {
 	path     *pipeline.Path
 	events   *fzBuffer
-	evSink   *pipeline.EventsSink
+	evSink   *pipeline.LineSink
 	jsonOut  *fzBuffer
 	jsonExp  *Exporter
 	otlpExp  *Exporter

@@ -145,3 +145,25 @@ func TestEventsSinkWriteError(t *testing.T) {
 		t.Errorf("Shutdown: %v, reported %v; want the write error", err, reported)
 	}
 }
+
+// A LineSink writes its header first, then a line per event its format
+// shows; events the format leaves out write nothing.
+func TestLineSinkHeaderAndSkips(t *testing.T) {
+	var buf bytes.Buffer
+	s := NewLineSink(&buf, "rows", []byte("HEAD\n"), func(dst []byte, ev *event.Event) []byte {
+		if !ev.IsResult() {
+			return dst
+		}
+		return append(dst, event.Name(ev.EventID)+"\n"...)
+	}, nil)
+	p := New(Options{Sink: s, Clock: testClock()})
+	if err := p.Handle(combinedSample()); err != nil { // an attempt and its result
+		t.Fatal(err)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := buf.String(); got != "HEAD\nconnwatch.tcp.connect.result\n" {
+		t.Errorf("output %q", got)
+	}
+}

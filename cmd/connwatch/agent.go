@@ -173,7 +173,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	tel.close(ctx)
 	logExitCounters(c, probe, enr, out, log)
 	var werr error
-	if es, ok := out.sink.(*pipeline.EventsSink); ok {
+	if es, ok := out.sink.(*pipeline.LineSink); ok {
 		werr = es.Err()
 	}
 	return errors.Join(readErr, werr)

@@ -83,7 +83,7 @@ func newRunFlags(o *runOptions, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.configPath, "config", "", "config `file` (YAML), same as -c")
 	fs.StringVar(&o.attach, "attach", "", "attach `mode`: auto, fentry, kprobe or tracepoint (overrides probe.attach)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&o.format, "format", "otel", "stdout `format` when no OTLP endpoint is set: otel (log records and spans as JSON lines) or events (one flat JSON line per kernel event, every sys_context field and the attach mode)")
+	fs.StringVar(&o.format, "format", "auto", "stdout `format` when no OTLP endpoint is set: table (a row per connection, for a person), otel (log records and spans as JSON lines), events (one flat JSON line per kernel event, every sys_context field and the attach mode), or auto (table when stdout is a terminal, otel otherwise)")
 	return fs
 }
 
@@ -96,8 +96,10 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
-	if o.format != "otel" && o.format != "events" {
-		fmt.Fprintf(stderr, "connwatch: bad -format %q (expected otel or events)\n", o.format)
+	switch o.format {
+	case "auto", "table", "otel", "events":
+	default:
+		fmt.Fprintf(stderr, "connwatch: bad -format %q (expected table, otel, events or auto)\n", o.format)
 		return 2
 	}
 	var level slog.Level

@@ -8,13 +8,15 @@ import (
 	"os"
 
 	"github.com/connwatch/connwatch/config"
+	"github.com/connwatch/connwatch/console"
 	"github.com/connwatch/connwatch/otel"
 	"github.com/connwatch/connwatch/pipeline"
 )
 
 // output is where events go: the OpenTelemetry pipeline (OTLP, or its
-// stdout JSON lines when no endpoint is set), or, with -format events and
-// no endpoint, one flat JSON line per kernel event.
+// stdout JSON lines when no endpoint is set), or, with no endpoint, the
+// table (-format table, or a terminal) or one flat JSON line per kernel
+// event (-format events).
 type output struct {
 	sink     pipeline.Sink
 	pipeline *otel.Exporter // nil for -format events
@@ -44,14 +46,40 @@ func otelOptions(cfg *config.Config, stdout io.Writer, log *slog.Logger) otel.Op
 	}
 }
 
+// stdoutFormat resolves -format auto: the table for a person at a
+// terminal, JSON lines for a pipe or a file.
+func stdoutFormat(format string, stdout io.Writer) (string, int, bool) {
+	f, ok := stdout.(*os.File)
+	tty := ok && console.IsTerminal(f.Fd())
+	if format == "auto" {
+		format = "otel"
+		if tty {
+			format = "table"
+		}
+	}
+	width := 0
+	if tty {
+		width = console.Width(f.Fd())
+	}
+	return format, width, tty && console.ColorOK(os.Getenv)
+}
+
 func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *slog.Logger) (*output, error) {
 	o := cfg.Export.OTLP
 	otlp := o.Endpoint != "" || o.TracesEndpoint != "" || o.LogsEndpoint != ""
-	if format == "events" && !otlp {
+	format, width, color := stdoutFormat(format, stdout)
+	stdoutClosed := func(err error) {
+		log.Error("stdout closed; events are no longer printed", "err", err)
+	}
+	switch {
+	case otlp:
+	case format == "events":
 		log.Info("printing kernel events as JSON lines (-format events)")
-		return &output{sink: pipeline.NewEventsSink(stdout, mode, func(err error) {
-			log.Error("stdout closed; events are no longer printed", "err", err)
-		})}, nil
+		return &output{sink: pipeline.NewEventsSink(stdout, mode, stdoutClosed)}, nil
+	case format == "table":
+		log.Info("printing a row per connection outcome and per accept (-format otel for the OpenTelemetry JSON lines); make a connection in another terminal to see one")
+		t := console.NewTable(console.TableOptions{Width: width, Color: color})
+		return &output{sink: pipeline.NewLineSink(stdout, "table rows", t.Header(), t.Append, stdoutClosed)}, nil
 	}
 	p, err := otel.New(context.Background(), otelOptions(cfg, stdout, log))
 	if err != nil {
