@@ -44,6 +44,27 @@ type Skipped struct {
 	Err  error
 }
 
+// Reason is why the mode was passed over, in plain words: the
+// Unsupported reason in Err, else Err's whole text.
+func (s Skipped) Reason() string {
+	var u *Unsupported
+	if errors.As(s.Err, &u) {
+		return u.Reason
+	}
+	return s.Err.Error()
+}
+
+// Unsupported is an attach mode this kernel cannot run: Reason says why
+// in plain words, for a person; Err is the whole chain (ErrNotSupported
+// and what the kernel answered), for debugging.
+type Unsupported struct {
+	Reason string
+	Err    error
+}
+
+func (e *Unsupported) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *Unsupported) Unwrap() error { return e.Err }
+
 // selectMode runs attach for the requested mode, or for each mode of
 // autoOrder until one succeeds. It falls back only when attach fails with
 // ebpf.ErrNotSupported; any other failure is returned as is, since trying a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -88,5 +89,23 @@ func TestParseMode(t *testing.T) {
 	}
 	if _, err := ParseMode("uprobe"); err == nil {
 		t.Error("ParseMode(uprobe) succeeded")
+	}
+}
+
+// A skipped mode's reason is the plain-words one, whatever wraps it; the
+// whole chain stays in Err.
+func TestSkippedReason(t *testing.T) {
+	inner := &Unsupported{Reason: "this kernel has no kprobes (CONFIG_KPROBES is off)",
+		Err: fmt.Errorf("no kprobe PMU: %w", ebpf.ErrNotSupported)}
+	s := Skipped{Mode: ModeKprobe, Err: fmt.Errorf("attaching kprobe_tcp_connect: %w", inner)}
+	if got := s.Reason(); got != inner.Reason {
+		t.Errorf("Reason %q", got)
+	}
+	if !errors.Is(s.Err, ebpf.ErrNotSupported) || !strings.Contains(s.Err.Error(), "no kprobe PMU") {
+		t.Errorf("Err %v lost the chain", s.Err)
+	}
+	plain := Skipped{Mode: ModeFentry, Err: fmt.Errorf("x: %w", ebpf.ErrNotSupported)}
+	if got := plain.Reason(); got != plain.Err.Error() {
+		t.Errorf("Reason without Unsupported: %q", got)
 	}
 }

@@ -247,7 +247,8 @@ func kprobesAvailable() error {
 			return nil
 		}
 	}
-	return fmt.Errorf("kprobes unavailable on this kernel (no kprobe PMU, no kprobe_events; CONFIG_KPROBES unset?): %w", ebpf.ErrNotSupported)
+	return &Unsupported{Reason: "this kernel has no kprobes (CONFIG_KPROBES is off)",
+		Err: fmt.Errorf("no kprobe PMU, no kprobe_events in tracefs: %w", ebpf.ErrNotSupported)}
 }
 
 // ensureTracefs mounts tracefs at /sys/kernel/tracing when no tracefs is
@@ -452,7 +453,10 @@ func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
 		if m == ModeFentry && errors.Is(err, unix.EPERM) && canLoadTracepoints() {
 			// Privileged enough for BPF, yet the kernel refuses
 			// tracing programs: lockdown or no trampolines.
-			return fmt.Errorf("loading %s programs: the kernel refuses fentry/fexit although BPF is permitted (lockdown or no BPF trampolines): %w (%w)", m, ebpf.ErrNotSupported, err)
+			// The library's hint about MEMLOCK in err is a false lead
+			// here: it is for the Reason to say what is going on.
+			return &Unsupported{Reason: "the kernel refuses fentry/fexit programs although BPF is permitted (lockdown, or no BPF trampolines)",
+				Err: fmt.Errorf("loading %s programs: %w (%w)", m, ebpf.ErrNotSupported, err)}
 		}
 		return fmt.Errorf("loading %s programs: %w", m, notSupported(err))
 	}

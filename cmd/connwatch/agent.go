@@ -109,7 +109,8 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	defer probe.Close()
 
 	for _, s := range probe.Skipped() {
-		log.Info("attach mode not supported, falling back", "mode", s.Mode, "reason", s.Err)
+		log.Info("attach mode not supported here, trying the next", "mode", s.Mode, "reason", s.Reason())
+		log.Debug("attach mode not supported: the whole error", "mode", s.Mode, "err", s.Err)
 	}
 	for _, w := range probe.Warnings() {
 		log.Warn("optional probe not attached", "reason", w)
@@ -152,6 +153,16 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		defer close(controlDone)
 		control(o, cfg, vis, probe, sigs, stopControl, log)
 	}()
+	if out.view != nil {
+		// Quitting connwatch top stops the agent as SIGTERM does.
+		go func() {
+			<-out.view.Done()
+			select {
+			case sigs <- syscall.SIGTERM:
+			default: // already stopping
+			}
+		}()
+	}
 
 	// The processing stage: decode, enrich, export. It runs apart from the
 	// perf reader so that a slow /proc read or a full export queue never

@@ -23,6 +23,7 @@ const usage = `connwatch watches TCP connections in the kernel and reports each 
 
 Usage:
   connwatch [run] [flags]            load the probes and print/export events (needs root)
+  connwatch top [flags]              a live view of the busiest workloads (needs root and a terminal)
   connwatch config validate -c FILE  check a config file without running (exit 1 on error)
   connwatch config default           print the default config as YAML
   connwatch check [--json]           report what this kernel supports and which attach mode auto picks
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "run":
 		return runAgent(args, stdout, stderr)
+	case "top":
+		return topCmd(args, stdout, stderr)
 	case "config":
 		return configCmd(args, stdout, stderr)
 	case "check":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,7 +20,8 @@ import (
 // event (-format events).
 type output struct {
 	sink     pipeline.Sink
-	pipeline *otel.Exporter // nil for -format events
+	pipeline *otel.Exporter   // nil for the table, -format events and top
+	view     *console.TopView // connwatch top's view; nil otherwise
 }
 
 func otelOptions(cfg *config.Config, stdout io.Writer, log *slog.Logger) otel.Options {
@@ -72,6 +74,10 @@ func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *s
 		log.Error("stdout closed; events are no longer printed", "err", err)
 	}
 	switch {
+	case format == formatTop:
+		top := console.NewTop(nil)
+		view := console.StartTopView(top, os.Stdin, stdout, console.TopOptions{Color: color})
+		return &output{sink: top, view: view}, nil
 	case otlp:
 	case format == "events":
 		log.Info("printing kernel events as JSON lines (-format events)")
@@ -97,5 +103,9 @@ func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *s
 
 // close flushes what is queued and stops the exporters, within ctx.
 func (o *output) close(ctx context.Context) error {
-	return o.sink.Shutdown(ctx)
+	var err error
+	if o.view != nil {
+		err = o.view.Stop() // the terminal back as it was, before anything is logged
+	}
+	return errors.Join(err, o.sink.Shutdown(ctx))
 }
