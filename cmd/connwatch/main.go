@@ -90,25 +90,33 @@ func newRunFlags(o *runOptions, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func runAgent(args []string, stdout, stderr io.Writer) int {
-	var o runOptions
+// parseRunFlags parses the flags of run (and top); code is the exit code
+// to return at once when ok is false.
+func parseRunFlags(args []string, stderr io.Writer) (o runOptions, level slog.Level, code int, ok bool) {
 	fs := newRunFlags(&o, stderr)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return o, level, 0, false
 		}
-		return 2
+		return o, level, 2, false
 	}
 	switch o.format {
 	case "auto", "table", "otel", "events":
 	default:
 		fmt.Fprintf(stderr, "connwatch: bad -format %q (expected table, otel, events or auto)\n", o.format)
-		return 2
+		return o, level, 2, false
 	}
-	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		fmt.Fprintf(stderr, "connwatch: bad -log-level %q: %v\n", o.logLevel, err)
-		return 2
+		return o, level, 2, false
+	}
+	return o, level, 0, true
+}
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	o, level, code, ok := parseRunFlags(args, stderr)
+	if !ok {
+		return code
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 

@@ -92,27 +92,8 @@ func TestRunTableOnTerminal(t *testing.T) {
 	requireRoot(t)
 	a, stop := startOnPTY(t, []string{"TERM=xterm-256color", "NO_COLOR="}, 160, "-attach", "tracepoint")
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().String()
-	closedLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := closedLn.Addr().String()
-	closedLn.Close()
+	ln := acceptingListener(t)
+	open, closed := ln.Addr().String(), closedPort(t)
 	pid := strconv.Itoa(os.Getpid())
 
 	row := a.waitRow(t, func() {
@@ -169,12 +150,7 @@ func TestRunTableOnTerminal(t *testing.T) {
 func TestRunTableNoColorNarrow(t *testing.T) {
 	requireRoot(t)
 	a, stop := startOnPTY(t, []string{"TERM=xterm", "NO_COLOR=1"}, 80, "-attach", "tracepoint")
-	closedLn, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := closedLn.Addr().String()
-	closedLn.Close()
+	closed := closedPort(t)
 	row := a.waitRow(t, func() {
 		if c, err := net.Dial("tcp4", closed); err == nil {
 			c.Close()
@@ -189,4 +165,38 @@ func TestRunTableNoColorNarrow(t *testing.T) {
 			t.Errorf("escape code with NO_COLOR set: %q", l)
 		}
 	}
+}
+
+// acceptingListener listens on 127.0.0.1 and accepts (and closes) every
+// connection until the test ends.
+func acceptingListener(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln
+}
+
+// closedPort is a 127.0.0.1 address nothing listens on: a connect to it
+// is refused.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,22 +15,13 @@ import (
 // the terminal instead of an output. Its log is held while the view is
 // up (it would scribble over it) and printed when the view ends.
 func topCmd(args []string, stdout, stderr io.Writer) int {
-	var o runOptions
-	fs := newRunFlags(&o, stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	o, level, code, ok := parseRunFlags(args, stderr)
+	if !ok {
+		return code
 	}
-	out, ok := stdout.(*os.File)
-	if !ok || !console.IsTerminal(out.Fd()) || !console.IsTerminal(os.Stdin.Fd()) {
+	out, isFile := stdout.(*os.File)
+	if !isFile || !console.IsTerminal(out.Fd()) || !console.IsTerminal(os.Stdin.Fd()) {
 		fmt.Fprintln(stderr, "connwatch top: needs a terminal on stdin and stdout (connwatch run prints JSON lines for pipes)")
-		return 2
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "connwatch: bad -log-level %q: %v\n", o.logLevel, err)
 		return 2
 	}
 	held := &lockedBuffer{}

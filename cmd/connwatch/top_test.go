@@ -81,20 +81,7 @@ func TestTopShowsWorkloadAndQuits(t *testing.T) {
 	requireRoot(t)
 	cmd, tty, scr, stderr, done := startTop(t)
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	ln := acceptingListener(t)
 	stopLoad := make(chan struct{})
 	loadDone := make(chan struct{})
 	go func() { // 20 connections a second
