@@ -30,6 +30,9 @@ type Options struct {
 	// "/host/etc/passwd" in a container. A missing file leaves Owner empty.
 	// Default "/etc/passwd".
 	PasswdPath string
+	// NoOwners leaves Owner empty without reading any passwd file (the
+	// config's `enrich.passwd: ""`).
+	NoOwners bool
 	// CacheSize bounds the process cache (entries). Default 8192.
 	CacheSize int
 	// NSCacheSize bounds the namespace index (entries). Default 4096.
@@ -216,7 +219,9 @@ func New(opts Options) (*Enricher, error) {
 		procs:    newLRU[uint32, *procEntry](opts.CacheSize),
 		ns:       newNSIndex(opts.NSCacheSize),
 	}
-	e.passwd = newPasswdDB(opts.PasswdPath, func() time.Time { return e.now() })
+	if !opts.NoOwners {
+		e.passwd = newPasswdDB(opts.PasswdPath, func() time.Time { return e.now() })
+	}
 	e.loadHostNS()
 	return e, nil
 }

@@ -737,3 +737,22 @@ func TestConcurrentUse(t *testing.T) {
 		t.Error("hook not called for the docker container")
 	}
 }
+
+// NoOwners (the config's `enrich.passwd: ""`): no owner name, even for a
+// uid the passwd file would name.
+func TestNoOwners(t *testing.T) {
+	root := copyTree(t, "testdata/proc")
+	named := newTestEnricher(t, root)
+	ev := event.Event{HostPID: 812, Comm: "curl", UID: 1000}
+	named.Enrich(&ev)
+	if ev.Workload == nil || ev.Workload.Owner != "alice" {
+		t.Fatalf("with the passwd file: %+v, want owner alice", ev.Workload)
+	}
+	off := newTestEnricher(t, root, func(o *Options) { o.NoOwners = true })
+	for _, ev := range []event.Event{{HostPID: 812, Comm: "curl", UID: 1000}, {HostPID: 99999, Comm: "gone", UID: 0}} {
+		off.Enrich(&ev)
+		if ev.Workload == nil || ev.Workload.Owner != "" {
+			t.Errorf("NoOwners, pid %d: %+v, want no owner", ev.HostPID, ev.Workload)
+		}
+	}
+}

@@ -35,6 +35,9 @@ func newPasswdDB(path string, now func() time.Time) *passwdDB {
 
 // lookup returns the user name of uid, or "" when unknown.
 func (p *passwdDB) lookup(uid uint32) string {
+	if p == nil { // Options.NoOwners
+		return ""
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if name, ok := p.names[uid]; ok {

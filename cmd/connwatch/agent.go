@@ -88,7 +88,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		return err
 	}
 
-	enr, err := enrich.New(enrich.Options{ProcRoot: cfg.Enrich.ProcRoot, PasswdPath: cfg.Enrich.Passwd})
+	enr, err := enrich.New(enrich.Options{ProcRoot: cfg.Enrich.ProcRoot, PasswdPath: cfg.Enrich.Passwd, NoOwners: cfg.Enrich.Passwd == ""})
 	if err != nil {
 		return fmt.Errorf("process enrichment: %w", err)
 	}
@@ -312,6 +312,8 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 	defer rescan.Stop()
 	watch := time.NewTicker(watchInterval)
 	defer watch.Stop()
+	revalidate := time.NewTicker(revalidateInterval)
+	defer revalidate.Stop()
 	fileState := statFile(path)
 
 	// The kernel counts the events it could not write (a full ring
@@ -372,6 +374,10 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			}
 		case <-rescan.C:
 			vis.rescan(cfg)
+		case <-revalidate.C:
+			// A pid reused by a process of the same comm, or a cached
+			// process gone, is found here rather than at its next event.
+			vis.enr.Revalidate()
 		case <-vis.newNS:
 			vis.refresh(cfg)
 		}

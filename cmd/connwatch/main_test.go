@@ -135,9 +135,16 @@ type started struct {
 // start runs `connwatch args...` with env added and decodes its stdout.
 func start(t *testing.T, env []string, args ...string) *started {
 	t.Helper()
+	return startWithConfig(t, "", env, args...)
+}
+
+// startWithConfig is start with more config (YAML) in the file it runs
+// with.
+func startWithConfig(t *testing.T, config string, env []string, args ...string) *started {
+	t.Helper()
 	// The default telemetry port may be taken on a test machine.
 	cfg := filepath.Join(t.TempDir(), "connwatch.yaml")
-	if err := os.WriteFile(cfg, []byte("telemetry:\n  listen: \"\"\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("telemetry:\n  listen: \"\"\n"+config), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := command(t, append(args, "-c", cfg)...)
@@ -256,4 +263,33 @@ func TestRunPrintsOTelLines(t *testing.T) {
 		t.Errorf("span %v", span)
 	}
 	s.stop(t)
+}
+
+// enrich.passwd: "" turns owner names off: the resource has no
+// process.owner, but still the uid.
+func TestRunPasswdOff(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		config    string
+		wantOwner bool
+	}{{"", true}, {"enrich:\n  passwd: \"\"\n", false}} {
+		s := startWithConfig(t, tc.config, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=", "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="})
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := float64(ln.Addr().(*net.TCPAddr).Port)
+		span := s.connectUntil(t, ln, 15*time.Second, func(m map[string]any) bool {
+			res, _ := m["resource"].(map[string]any)
+			attrs, _ := m["attributes"].(map[string]any)
+			return m["type"] == "span" && res["process.pid"] == float64(os.Getpid()) && attrs["server.port"] == port
+		})
+		ln.Close()
+		res := span["resource"].(map[string]any)
+		_, hasOwner := res["process.owner"]
+		if hasOwner != tc.wantOwner || res["process.user.id"] != float64(os.Getuid()) {
+			t.Errorf("config %q: resource %v; want process.owner present %v and process.user.id", tc.config, res, tc.wantOwner)
+		}
+		s.stop(t)
+	}
 }

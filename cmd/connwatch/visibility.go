@@ -14,6 +14,10 @@ const (
 	// rescanInterval is how often /proc is rescanned for namespaces (new
 	// containers, ones that are gone).
 	rescanInterval = 5 * time.Second
+	// revalidateInterval is how often the process cache is checked
+	// against /proc (enrich.Enricher.Revalidate: one stat read per cached
+	// process).
+	revalidateInterval = 10 * time.Second
 	// watchInterval is how often the config file is checked for changes.
 	watchInterval = 2 * time.Second
 )
