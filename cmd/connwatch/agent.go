@@ -130,6 +130,11 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if out.view != nil {
+		// Whatever ends the agent, the terminal is given back (Stop is
+		// idempotent: out.close has usually done it).
+		defer out.view.Stop()
+	}
 	queue := make(chan *[]byte, readerQueueSize)
 	c := newCounters(string(probe.Mode()), runtime.NumCPU(), func() int { return len(queue) })
 	path := newPath(c, enr, out)
