@@ -57,7 +57,7 @@ fuzz: ## run each fuzz target (decoder, config parser, OTLP encoder, event path)
 	done
 
 .PHONY: fuzz-long
-fuzz-long: ## each fuzz target to 10^7 executions (about 50 minutes on 2 cores; not in CI)
+fuzz-long: ## each fuzz target to 10^7 executions (about 70 minutes on 2 cores, most of it FuzzEncode; not in CI)
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "== $${t#*:} (./$${t%%:*}/, 10^7 executions) $$(date -u +%T)"; \
 		$(FUZZ) -fuzz "^$${t#*:}\$$" -fuzztime 10000000x -timeout 0 ./$${t%%:*}/; \
