@@ -55,7 +55,7 @@ type TopRow struct {
 	Connects  float64
 	Failures  float64
 	Accepts   float64
-	P50, P99  time.Duration // handshake latency of its connects; 0 when none
+	P50, P99  time.Duration  // handshake latency of its connects; 0 when none
 	TopPeer   netip.AddrPort // the remote it connected to most, or (port 0) the client address it accepted most from
 	PeerCount uint32
 	Total     uint64 // connections and accepts since start
