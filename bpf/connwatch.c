@@ -8,7 +8,9 @@
 //
 // Events: TCP_CONNECT(_v6) 400/402 for an outgoing attempt, TCP_ACCEPT(_v6)
 // 401/403 for a connection a local process accepts, and connwatch's own
-// TCP_CONNECT_RESULT(_v6) 410/412 for the outcome of an attempt.
+// TCP_CONNECT_RESULT(_v6) 410/412 for the outcome of an attempt and
+// TCP_CLOSE(_v6) 420/422 for the end of a connection that was reported
+// established or accepted (its bytes, RTT and retransmits).
 //
 // Three attach modes produce the same events:
 //   fentry      fentry/fexit tcp_connect, fexit inet_csk_accept;
@@ -21,7 +23,10 @@
 //               syscall tracepoints sys_exit_accept(4) for accepts.
 // In every mode the outcome comes from inet_sock_set_state leaving
 // SYN_SENT, which often runs in softirq: the attempt's context is kept per
-// socket in conn_attempts until then.
+// socket in conn_attempts until then. Likewise the close comes from the
+// same tracepoint reaching TCP_CLOSE, in whatever task or softirq that
+// happens: the connecting or accepting task's context is kept per socket
+// in conns from the moment it was reported.
 
 #include "headers/vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -76,6 +81,9 @@ enum arg_types {
 	PTRACE_REQ_T = 23,
 	MOUNT_FLAG_T = 24,
 	UMOUNT_FLAG_T = 25,
+	// connwatch's own: the rest are KubeArmor's values.
+	TCP_CLOSE_T = 40, // struct tcp_close_info, 32 bytes
+	TCP_ISN_T = 41,   // u32: the client's initial sequence number
 };
 
 #define ENC_ARG_TYPE(n, type) ((u64)(type) << (8 * (n)))
@@ -87,7 +95,7 @@ enum arg_types {
 #define ARG_TYPE5(type) ENC_ARG_TYPE(5, type)
 #define DEC_ARG_TYPE(n, types) (((types) >> (8 * (n))) & 0xFF)
 
-// Event IDs: 400-403 are KubeArmor's, 410/412 connwatch's.
+// Event IDs: 400-403 are KubeArmor's, 410-422 connwatch's.
 enum event_ids {
 	_TCP_CONNECT = 400,
 	_TCP_ACCEPT = 401,
@@ -97,6 +105,8 @@ enum event_ids {
 	_TCP_CONNECT_AND_RESULT = 411, // tracepoint mode: an attempt and its result in one sample
 	_TCP_CONNECT_RESULT_v6 = 412,
 	_TCP_CONNECT_AND_RESULT_v6 = 413,
+	_TCP_CLOSE = 420, // a reported connection reached TCP_CLOSE
+	_TCP_CLOSE_v6 = 422,
 };
 
 // Indexes of the `stats` counters (user space reads them as
@@ -109,7 +119,9 @@ enum stat_ids {
 	STAT_ACCEPTS = 4,            // accept events assembled
 	STAT_DROPPED_VISIBILITY = 5, // events dropped by the visibility map
 	STAT_DROPPED_AGENT = 6,      // events of the agent's own connections, left out (agent_tgid)
-	STAT_MAX = 8,
+	STAT_CONNS_TRACKED = 7,      // reported connections saved in conns until they close
+	STAT_CONNS_CLOSED = 8,       // of those, found again when they closed
+	STAT_MAX = 10,
 };
 
 #define ECONNABORTED 103
@@ -201,6 +213,26 @@ union sockaddr_t {
 	u16 family;
 	struct sockaddr_in_t v4;
 	struct sockaddr_in6_t v6;
+};
+
+// The TCP_CLOSE_T argument: what the socket says as it reaches TCP_CLOSE.
+struct tcp_close_info {
+	u64 bytes_acked;    // sent and acknowledged (tcp_sock.bytes_acked)
+	u64 bytes_received; // received in order (tcp_sock.bytes_received)
+	u32 srtt_us;        // smoothed RTT, µs (tcp_sock.srtt_us >> 3)
+	u32 total_retrans;  // segments retransmitted (tcp_sock.total_retrans)
+	u32 isn;            // the client's initial sequence number
+	u8 oldstate;        // the state left for TCP_CLOSE
+	u8 side;            // SIDE_CLIENT or SIDE_SERVER
+	u16 pad;
+};
+
+_Static_assert(sizeof(struct tcp_close_info) == 32, "tcp_close_info is 32 bytes");
+
+// Which end of a connection a socket in conns is.
+enum sides {
+	SIDE_CLIENT = 0, // connected by a local task
+	SIDE_SERVER = 1, // accepted by a local task
 };
 
 _Static_assert(sizeof(struct sockaddr_in_t) == 16, "sockaddr_in is 16 bytes");
@@ -300,6 +332,26 @@ struct {
 	__type(key, u64);   // pid_tgid
 	__type(value, u64); // struct sock *
 } connect_args SEC(".maps");
+
+// A reported connection, until it closes.
+struct conn_live {
+	sys_context_t ctx; // the connecting or accepting task's; ts = established (client) or accepted (server)
+	u8 side;           // SIDE_CLIENT or SIDE_SERVER
+	u8 pad[7];
+};
+
+// Connections reported established (client) or accepted (server), keyed by
+// struct sock: inserted by those events, deleted when the socket reaches
+// TCP_CLOSE, which sends TCP_CLOSE. Listening sockets, failed attempts and
+// connections visibility hid never enter. LRU, so connections left open
+// cannot fill it; its size is set from Go (Options.MaxConnections) and user
+// space counts what it forgot (tracked - closed - still present).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, struct conn_live);
+} conns SEC(".maps");
 
 // Counters, per CPU; only ever incremented by the programs, read by user
 // space.
@@ -531,6 +583,9 @@ static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t
 		case ULONG_T:
 			save_to_submit_buf(bufs_p, ptr, sizeof(u64), ULONG_T);
 			break;
+		case TCP_CLOSE_T:
+			save_to_submit_buf(bufs_p, ptr, sizeof(struct tcp_close_info), TCP_CLOSE_T);
+			break;
 		default: // INT_T and the flag types: 4 bytes
 			save_to_submit_buf(bufs_p, ptr, sizeof(int), type);
 			break;
@@ -623,47 +678,98 @@ static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *re
 
 // ===== events =====
 
+// client_isn is the initial sequence number of a connection this task
+// connected: snd_una - bytes_acked, since bytes_acked counts every byte of
+// sequence space acknowledged, the SYN included.
+static __always_inline u32 client_isn(struct sock *sk)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	return BPF_CORE_READ(tp, snd_una) - (u32)BPF_CORE_READ(tp, bytes_acked);
+}
+
+// server_isn is the client's initial sequence number as the accepted end
+// knows it: rcv_nxt starts at ISN + 1 and bytes_received counts the
+// sequence space received since (a FIN included).
+static __always_inline u32 server_isn(struct sock *sk)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	return BPF_CORE_READ(tp, rcv_nxt) - 1 - (u32)BPF_CORE_READ(tp, bytes_received);
+}
+
 // submit_sock_event assembles and sends one event about sk with the given
-// context: the protocol name, the remote and the local address, and, when
-// start_ts is not 0, the attempt's timestamp. Only successful events are
-// subject to visibility: failures always reach user space.
-static __always_inline int submit_sock_event(void *ctx, struct sock *sk, sys_context_t *context,
-					     u32 id_v4, u32 id_v6, u64 start_ts, bool btf)
+// context: the protocol name, the remote and the local address, when
+// start_ts is not 0 the attempt's timestamp, and when with_isn the client's
+// initial sequence number (which user space derives the connection's trace
+// IDs from). A close event (info set) carries the addresses, the
+// established timestamp and info instead. Only successful events are
+// subject to visibility: failures always reach user space. It returns
+// whether the event passed those filters (and so was sent, or counted in
+// STAT_PERF_ERRORS).
+static __always_inline bool submit_sock_event(void *ctx, struct sock *sk, sys_context_t *context,
+					      u32 id_v4, u32 id_v6, u64 start_ts, bool with_isn, u32 isn,
+					      struct tcp_close_info *info, bool btf)
 {
 	if (skip_context(context))
-		return 0;
+		return false;
 	if (context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
 		count(STAT_DROPPED_VISIBILITY);
-		return 0;
+		return false;
 	}
 
 	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
 	if (!bufs_p)
-		return 0;
+		return false;
 
-	u64 types = ARG_TYPE0(STR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(SOCKADDR_T);
-	if (start_ts)
-		types |= ARG_TYPE3(ULONG_T);
+	union sockaddr_t remote, local;
+	fill_sockaddrs(sk, &remote, &local, btf);
+
+	args_t args = {};
+	u64 types;
+	if (info) {
+		types = ARG_TYPE0(SOCKADDR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(ULONG_T) | ARG_TYPE3(TCP_CLOSE_T);
+		args.args[0] = (u64)&remote;
+		args.args[1] = (u64)&local;
+		args.args[2] = (u64)&start_ts;
+		args.args[3] = (u64)info;
+	} else {
+		struct proto *prot = READ(btf, sk, __sk_common.skc_prot);
+		types = ARG_TYPE0(STR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(SOCKADDR_T);
+		args.args[0] = (u64)&prot->name;
+		args.args[1] = (u64)&remote;
+		args.args[2] = (u64)&local;
+		if (start_ts) {
+			types |= ARG_TYPE3(ULONG_T);
+			args.args[3] = (u64)&start_ts;
+			if (with_isn) {
+				types |= ARG_TYPE4(TCP_ISN_T);
+				args.args[4] = (u64)&isn;
+			}
+		} else if (with_isn) {
+			types |= ARG_TYPE3(TCP_ISN_T);
+			args.args[3] = (u64)&isn;
+		}
+	}
 	u16 family = READ(btf, sk, __sk_common.skc_family);
 
 	context->event_id = family == AF_INET6 ? id_v6 : id_v4;
 	context->argnum = get_arg_num(types);
 
-	union sockaddr_t remote, local;
-	fill_sockaddrs(sk, &remote, &local, btf);
-
-	struct proto *prot = READ(btf, sk, __sk_common.skc_prot);
-	args_t args = {};
-	args.args[0] = (u64)&prot->name;
-	args.args[1] = (u64)&remote;
-	args.args[2] = (u64)&local;
-	args.args[3] = (u64)&start_ts;
-
 	set_buf_off(DATA_BUF_TYPE, sizeof(sys_context_t));
 	save_context_to_buffer(bufs_p, context);
 	save_args_to_buffer(bufs_p, types, &args);
 	events_perf_submit(ctx);
-	return 0;
+	return true;
+}
+
+// track_conn remembers a reported connection until it closes.
+static __always_inline void track_conn(struct sock *sk, sys_context_t *context, u8 side)
+{
+	u64 key = (u64)sk;
+	struct conn_live live = {};
+	__builtin_memcpy(&live.ctx, context, sizeof(live.ctx));
+	live.side = side;
+	bpf_map_update_elem(&conns, &key, &live, BPF_ANY);
+	count(STAT_CONNS_TRACKED);
 }
 
 // save_attempt starts tracking an outgoing connection in the current task.
@@ -692,7 +798,8 @@ static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 	sys_context_t context;
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	context.retval = ret;
-	return submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false);
+	submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false, 0, NULL, false);
+	return 0;
 }
 
 // accepted sends an accept event for newsk (read through probe reads) in
@@ -714,7 +821,11 @@ static __always_inline int accepted(void *ctx, struct sock *newsk, bool task_btf
 	sys_context_t context = {};
 	init_context(&context, task_btf);
 	count(STAT_ACCEPTS);
-	return submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0, false);
+	if (submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0, true, server_isn(newsk), NULL,
+			      false) &&
+	    BPF_CORE_READ(newsk, __sk_common.skc_state) != TCP_CLOSE)
+		track_conn(newsk, &context, SIDE_SERVER);
+	return 0;
 }
 
 // --- fentry mode ---
@@ -780,10 +891,45 @@ int BPF_KRETPROBE(kretprobe_inet_csk_accept, struct sock *newsk)
 
 // --- tracepoint mode, and outcomes in every mode ---
 
+// closed sends TCP_CLOSE for a reported connection whose socket reaches
+// TCP_CLOSE from oldstate, with the context saved when it was reported.
+// A socket conns does not hold costs one lookup.
+static __always_inline int closed(void *ctx, struct sock *sk, int oldstate, bool btf)
+{
+	u64 key = (u64)sk;
+	struct conn_live *live = bpf_map_lookup_elem(&conns, &key);
+	if (!live)
+		return 0;
+	sys_context_t context;
+	__builtin_memcpy(&context, &live->ctx, sizeof(context));
+	u8 side = live->side;
+	bpf_map_delete_elem(&conns, &key);
+	count(STAT_CONNS_CLOSED);
+
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_close_info info = {};
+	info.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	info.bytes_received = BPF_CORE_READ(tp, bytes_received);
+	info.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	info.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	info.isn = side == SIDE_CLIENT ? client_isn(sk) : server_isn(sk);
+	info.oldstate = oldstate;
+	info.side = side;
+
+	// sk_err is set by a reset received (ECONNRESET, EPIPE) or a timeout
+	// (ETIMEDOUT) before tcp_done(); an orderly close leaves it 0.
+	int err = READ(btf, sk, sk_err);
+	context.retval = err ? -err : 0;
+	u64 start_ts = context.ts;
+	context.ts = bpf_ktime_get_ns();
+	submit_sock_event(ctx, sk, &context, _TCP_CLOSE, _TCP_CLOSE_v6, start_ts, false, 0, &info, btf);
+	return 0;
+}
+
 // set_state handles sock/inet_sock_set_state, TP_PROTO(const struct sock
 // *sk, const int oldstate, const int newstate) (include/trace/events/sock.h):
-// the attempt in tracepoint mode, the outcome in every mode. btf: sk and the
-// current task are read directly (the tp_btf program).
+// the attempt in tracepoint mode, the outcome and the close in every mode.
+// btf: sk and the current task are read directly (the tp_btf program).
 static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, int newstate, bool btf)
 {
 	if (oldstate == TCP_CLOSE && newstate == TCP_SYN_SENT) {
@@ -792,6 +938,8 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 			save_attempt(sk, btf);
 		return 0;
 	}
+	if (newstate == TCP_CLOSE && oldstate != TCP_SYN_SENT)
+		return closed(ctx, sk, oldstate, btf);
 
 	// SYN_SENT -> SYN_RECV is a simultaneous open: not an outcome yet.
 	if (oldstate != TCP_SYN_SENT || newstate == TCP_SYN_RECV)
@@ -835,7 +983,8 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 		}
 	}
 
-	if (newstate == TCP_ESTABLISHED) {
+	bool established = newstate == TCP_ESTABLISHED;
+	if (established) {
 		context.retval = 0;
 	} else {
 		// tcp_reset(), tcp_write_err() and tcp_v4_err() set sk_err
@@ -850,7 +999,10 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 			context.retval = -ECONNABORTED;
 	}
 	context.ts = bpf_ktime_get_ns();
-	return submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts, btf);
+	if (submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts, true, client_isn(sk), NULL, btf) &&
+	    established)
+		track_conn(sk, &context, SIDE_CLIENT);
+	return 0;
 }
 
 // The BTF-typed tracepoint (Linux 5.5+; with bpf_get_current_task_btf,

@@ -18,6 +18,27 @@ type connwatchBufsT struct {
 	Buf [32768]uint8
 }
 
+type connwatchConnLive struct {
+	_   structs.HostLayout
+	Ctx struct {
+		_        structs.HostLayout
+		Ts       uint64
+		PidId    uint32
+		MntId    uint32
+		HostPpid uint32
+		HostPid  uint32
+		Ppid     uint32
+		Pid      uint32
+		Uid      uint32
+		EventId  uint32
+		Argnum   uint32
+		Retval   int64
+		Comm     [16]int8
+	}
+	Side uint8
+	Pad  [7]uint8
+}
+
 type connwatchConnStart struct {
 	_   structs.HostLayout
 	Ctx struct {
@@ -53,6 +74,7 @@ const (
 	connwatchMapBufsOffset              = "bufs_offset"
 	connwatchMapConnAttempts            = "conn_attempts"
 	connwatchMapConnectArgs             = "connect_args"
+	connwatchMapConns                   = "conns"
 	connwatchMapStats                   = "stats"
 	connwatchMapSysEvents               = "sys_events"
 	connwatchMapSysEventsRb             = "sys_events_rb"
@@ -140,6 +162,7 @@ type connwatchMapSpecs struct {
 	BufsOffset   *ebpf.MapSpec `ebpf:"bufs_offset"`
 	ConnAttempts *ebpf.MapSpec `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.MapSpec `ebpf:"connect_args"`
+	Conns        *ebpf.MapSpec `ebpf:"conns"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	SysEvents    *ebpf.MapSpec `ebpf:"sys_events"`
 	SysEventsRb  *ebpf.MapSpec `ebpf:"sys_events_rb"`
@@ -181,6 +204,7 @@ type connwatchMaps struct {
 	BufsOffset   *ebpf.Map `ebpf:"bufs_offset"`
 	ConnAttempts *ebpf.Map `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.Map `ebpf:"connect_args"`
+	Conns        *ebpf.Map `ebpf:"conns"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	SysEvents    *ebpf.Map `ebpf:"sys_events"`
 	SysEventsRb  *ebpf.Map `ebpf:"sys_events_rb"`
@@ -193,6 +217,7 @@ func (m *connwatchMaps) Close() error {
 		m.BufsOffset,
 		m.ConnAttempts,
 		m.ConnectArgs,
+		m.Conns,
 		m.Stats,
 		m.SysEvents,
 		m.SysEventsRb,

@@ -77,6 +77,11 @@ type Options struct {
 	// MaxPending bounds the connection attempts tracked until their
 	// outcome (the conn_attempts LRU). Default 16384.
 	MaxPending uint32
+	// MaxConnections bounds the reported connections tracked until they
+	// close (the conns LRU): beyond it the least recently reported open
+	// connection is forgotten and sends no close event
+	// (KernelStats.ConnsForgotten). Default 65536.
+	MaxConnections uint32
 }
 
 // Probe is the loaded and attached kernel program and the reader of its
@@ -431,6 +436,9 @@ func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
 	if opts.MaxPending > 0 {
 		spec.Maps["conn_attempts"].MaxEntries = opts.MaxPending
 	}
+	if opts.MaxConnections > 0 {
+		spec.Maps["conns"].MaxEntries = opts.MaxConnections
+	}
 	// Load only this mode's programs: a kernel without kprobes or
 	// trampolines refuses the others.
 	keep := map[string]bool{}
@@ -496,6 +504,14 @@ type KernelStats struct {
 	Accepts           uint64 // accept events assembled
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
 	DroppedAgent      uint64 // events of the agent's own connections left out (Options.AgentTGID)
+	ConnsTracked      uint64 // reported connections saved until they close
+	ConnsClosed       uint64 // of those, found again when they closed (a close event each, unless visibility hid it)
+	// ConnsOpen is how many tracked connections the conns map holds now,
+	// and ConnsForgotten how many it evicted while still open
+	// (ConnsTracked - ConnsClosed - ConnsOpen): their close went
+	// unreported.
+	ConnsOpen      uint64
+	ConnsForgotten uint64
 }
 
 // KernelStats reads the kernel program's counters; after Close, their
@@ -512,7 +528,8 @@ func (p *Probe) KernelStats() (KernelStats, error) {
 func (p *Probe) kernelStats() (KernelStats, error) {
 	var ks KernelStats
 	m := p.coll.Maps["stats"]
-	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility, &ks.DroppedAgent}
+	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility, &ks.DroppedAgent,
+		&ks.ConnsTracked, &ks.ConnsClosed}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := m.Lookup(uint32(i), &perCPU); err != nil {
@@ -521,6 +538,18 @@ func (p *Probe) kernelStats() (KernelStats, error) {
 		for _, v := range perCPU {
 			*f += v
 		}
+	}
+	// One syscall per entry: about a millisecond per thousand open
+	// connections.
+	n, err := countEntries(p.coll.Maps["conns"])
+	if err != nil {
+		return ks, fmt.Errorf("counting conns: %w", err)
+	}
+	ks.ConnsOpen = uint64(n)
+	// The counters and the walk are not one snapshot: a connection
+	// tracked or closed meanwhile must not make the difference negative.
+	if gone := ks.ConnsClosed + ks.ConnsOpen; ks.ConnsTracked > gone {
+		ks.ConnsForgotten = ks.ConnsTracked - gone
 	}
 	return ks, nil
 }

@@ -94,6 +94,10 @@ func (p *Probe) VisibilityEntries() (int, error) { return p.countEntries("visibi
 // PendingAttempts counts the attempts the kernel tracks until their outcome.
 func (p *Probe) PendingAttempts() (int, error) { return p.countEntries("conn_attempts") }
 
+// OpenConnections counts the reported connections the kernel tracks until
+// they close.
+func (p *Probe) OpenConnections() (int, error) { return p.countEntries("conns") }
+
 func (p *Probe) countEntries(name string) (int, error) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()

@@ -80,6 +80,11 @@ type Probe struct {
 	// agent's tgid, so that an outage does not make telemetry about the
 	// agent's own reconnects.
 	IncludeAgent bool
+	// MaxConnections bounds the open connections the kernel tracks for
+	// their close records (its LRU map); beyond it the least recently
+	// reported is forgotten, counted in
+	// connwatch_kernel_connections_forgotten_total.
+	MaxConnections int
 }
 
 // Visibility is the visibility section. Scope lists hold scope names
@@ -198,7 +203,7 @@ type Enrich struct {
 // value that the caller may modify.
 func Default() *Config {
 	return &Config{
-		Probe:   Probe{Attach: AttachAuto, Transport: TransportAuto},
+		Probe:   Probe{Attach: AttachAuto, Transport: TransportAuto, MaxConnections: DefaultMaxConnections},
 		Monitor: MonitorAll,
 		Visibility: Visibility{
 			Host:    []string{ScopeNameNetwork},

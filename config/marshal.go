@@ -32,7 +32,7 @@ func (c *Config) YAML() []byte {
 	o := &c.Export.OTLP
 	root := mapping(
 		"probe", mapping("attach", str(c.Probe.Attach), "transport", str(c.Probe.Transport),
-			"include_agent", boolean(c.Probe.IncludeAgent)),
+			"include_agent", boolean(c.Probe.IncludeAgent), "max_connections", integer(uint32(c.Probe.MaxConnections))),
 		"monitor", str(c.Monitor),
 		"visibility", mapping(
 			"host", scopeList(c.Visibility.Host),

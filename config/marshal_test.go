@@ -28,6 +28,7 @@ func TestDefaultYAML(t *testing.T) {
   attach: auto
   transport: auto
   include_agent: false
+  max_connections: 65536
 monitor: all
 visibility:
   host: [network]

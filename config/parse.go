@@ -173,7 +173,7 @@ func yamlError(name string, err error) *Error {
 // Key lists, in the order they are printed.
 var (
 	topKeys        = []string{"probe", "monitor", "visibility", "export", "telemetry", "enrich"}
-	probeKeys      = []string{"attach", "transport", "include_agent"}
+	probeKeys      = []string{"attach", "transport", "include_agent", "max_connections"}
 	visibilityKeys = []string{"host", "default", "rules"}
 	ruleKeys       = []string{"match", "scopes"}
 	matchKeys      = []string{"container_id", "cgroup", "pid_ns", "mnt_ns"}
@@ -423,6 +423,8 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 					p.setEnum(v, "probe.transport", transportValues, &c.Probe.Transport)
 				case "include_agent":
 					p.setBool(v, "probe.include_agent", &c.Probe.IncludeAgent)
+				case "max_connections":
+					p.setCount(v, "probe.max_connections", minMaxConnections, maxMaxConnections, &c.Probe.MaxConnections)
 				}
 			})
 		case "monitor":
@@ -668,6 +670,28 @@ func (p *parser) export(n *yaml.Node, e *Export) {
 			})
 		}
 	})
+}
+
+// Bounds of probe.max_connections: an entry costs the kernel about 150
+// bytes, so the largest is about 2.4 GiB of kernel memory.
+const (
+	DefaultMaxConnections = 65536
+	minMaxConnections     = 64
+	maxMaxConnections     = 1 << 24
+)
+
+// setCount stores the whole number in n, from lo to hi, in dst.
+func (p *parser) setCount(n *yaml.Node, where string, lo, hi int, dst *int) {
+	v := deref(n)
+	if v.Kind == yaml.ScalarNode && v.ShortTag() == "!!int" {
+		if i, err := strconv.Atoi(v.Value); err == nil && i >= lo && i <= hi {
+			*dst = i
+			return
+		}
+		p.errorf(n, "%s: %s is not a number from %d to %d", where, v.Value, lo, hi)
+		return
+	}
+	p.errorf(n, "%s: expected a whole number, got %s", where, describe(v))
 }
 
 // maxQueueMiB bounds the queue sizes (1 TiB).

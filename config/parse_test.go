@@ -19,7 +19,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// The examples of the configuration contract.
 		{"unknown key", "probe:\n  atach: auto\n",
-			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport, include_agent)`},
+			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport, include_agent, max_connections)`},
 		{"bad monitor", "probe: {}\nmonitor: \"hosts\"\n",
 			`connwatch.yaml:2:10: monitor: "hosts" is not one of all, host, containers`},
 
@@ -140,6 +140,10 @@ func TestParseErrors(t *testing.T) {
 		// export.
 		{"unknown export key", "export:\n  trace: true\n",
 			`connwatch.yaml:2:3: unknown key "trace" in export (expected one of: otlp, traces, logs, flush_timeout, queue)`},
+		{"max connections too small", "probe: {max_connections: 10}\n",
+			`connwatch.yaml:1:26: probe.max_connections: 10 is not a number from 64 to 16777216`},
+		{"max connections not a number", "probe: {max_connections: lots}\n",
+			`connwatch.yaml:1:26: probe.max_connections: expected a whole number, got the string "lots"`},
 		{"queue size zero", "export: {queue: {memory_mib: 0}}\n",
 			`connwatch.yaml:1:30: export.queue.memory_mib: 0 is not a size in MiB from 1 to 1048576`},
 		{"queue size not a number", "export: {queue: {disk_mib: lots}}\n",
@@ -227,7 +231,7 @@ func TestParseErrors(t *testing.T) {
 
 		// Several problems are all reported, in order.
 		{"several problems", "probe:\n  atach: auto\nmonitor: \"hosts\"\nexport:\n  traces: maybe\n",
-			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport, include_agent)\n" +
+			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport, include_agent, max_connections)\n" +
 				"connwatch.yaml:3:10: monitor: \"hosts\" is not one of all, host, containers\n" +
 				`connwatch.yaml:5:11: export.traces: expected true or false, got the string "maybe"`},
 	}
@@ -330,7 +334,7 @@ func TestParseEmpty(t *testing.T) {
 func TestDefault(t *testing.T) {
 	c := Default()
 	want := &Config{
-		Probe:   Probe{Attach: "auto", Transport: "auto"},
+		Probe:   Probe{Attach: "auto", Transport: "auto", MaxConnections: 65536},
 		Monitor: "all",
 		Visibility: Visibility{
 			Host:    []string{"network"},

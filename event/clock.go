@@ -52,7 +52,7 @@ func (c *Clock) Wall(ktime uint64) time.Time {
 	return time.Unix(0, int64(ktime)+c.offset.Load())
 }
 
-// Stamp sets ev.Time, and ev.Start for a connect result, from the event's
+// Stamp sets ev.Time, and ev.Start for a connect result or a close, from the event's
 // kernel timestamps.
 func (c *Clock) Stamp(ev *Event) {
 	ev.Time = c.Wall(ev.KernelTime)

@@ -17,7 +17,12 @@ import (
 //	  STR_T       s32 size (including the NUL), then size bytes
 //	  SOCKADDR_T  sockaddr_in (16 bytes) or sockaddr_in6 (28 bytes), or for
 //	              any other family the 2-byte family alone
-//	  ULONG_T     8 bytes (a connect result's attempt timestamp)
+//	  ULONG_T     8 bytes (a connect result's attempt timestamp, a close's
+//	              established timestamp)
+//	  TCP_CLOSE_T 32 bytes: u64 bytes_acked, u64 bytes_received,
+//	              u32 srtt_us, u32 total_retrans, u32 isn, u8 oldstate,
+//	              u8 side (1 = accepted), u16 pad
+//	  TCP_ISN_T   4 bytes: the client's initial sequence number
 //	  others      4 bytes (int and the flag types)
 //
 // Perf samples are padded to 8 bytes, so bytes after the last argument are
@@ -46,6 +51,9 @@ const (
 	ArgPtraceReq     = 23
 	ArgMountFlag     = 24
 	ArgUmountFlag    = 25
+	ArgTCPClose      = 40 // connwatch's own
+	ArgTCPISN        = 41 // connwatch's own
+	tcpCloseSize     = 32
 	afInet           = 2
 	afInet6          = 10
 	sockaddrInSize   = 16
@@ -173,6 +181,27 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 				ev.StartKernelTime = le.Uint64(b[off:])
 			}
 			off += 8
+		case ArgTCPClose:
+			if len(b)-off < tcpCloseSize {
+				return fmt.Errorf("arg %d: tcp close info at offset %d: %w", i, off, ErrShort)
+			}
+			c := b[off : off+tcpCloseSize]
+			ev.Close = Close{
+				BytesSent:     le.Uint64(c[0:]),
+				BytesReceived: le.Uint64(c[8:]),
+				RTTMicros:     le.Uint32(c[16:]),
+				Retransmits:   le.Uint32(c[20:]),
+				OldState:      c[28],
+				Server:        c[29] != 0,
+			}
+			ev.ISN, ev.HasISN = le.Uint32(c[24:]), true
+			off += tcpCloseSize
+		case ArgTCPISN:
+			if len(b)-off < 4 {
+				return fmt.Errorf("arg %d: isn at offset %d: %w", i, off, ErrShort)
+			}
+			ev.ISN, ev.HasISN = le.Uint32(b[off:]), true
+			off += 4
 		case ArgNone:
 			return fmt.Errorf("arg %d: NONE_T inside argnum", i)
 		case ArgInt, ArgOpenFlags, ArgExecFlags, ArgSockDom, ArgSockType, ArgFileType,
@@ -183,6 +212,14 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 			off += 4
 		default:
 			return fmt.Errorf("arg %d: unknown type %d at offset %d", i, typ, off-1)
+		}
+	}
+	if ev.Protocol == "" && ev.IsClose() {
+		// A close names no protocol: its ID says the family, as the
+		// kernel's names do.
+		ev.Protocol = "TCP"
+		if ev.EventID == TCPCloseV6 {
+			ev.Protocol = "TCPv6"
 		}
 	}
 	return nil

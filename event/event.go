@@ -26,6 +26,15 @@ const (
 	// result as one sample; SplitAttempt turns it into the two events.
 	TCPConnectAndResult   uint32 = 411
 	TCPConnectAndResultV6 uint32 = 413
+
+	// connwatch's own: a connection reported established (410/412) or
+	// accepted (401/403) reached TCP_CLOSE. The context is the connecting
+	// or accepting task's, saved when it was reported; Retval is 0 or the
+	// socket's error (-ECONNRESET, -ETIMEDOUT, ...); StartKernelTime is
+	// when it was established (client) or accepted (server) and
+	// KernelTime the close; Close has the rest.
+	TCPClose   uint32 = 420
+	TCPCloseV6 uint32 = 422
 )
 
 // Name returns the OpenTelemetry event name of an event ID.
@@ -37,6 +46,8 @@ func Name(id uint32) string {
 		return "connwatch.tcp.accept"
 	case TCPConnectResult, TCPConnectResultV6:
 		return "connwatch.tcp.connect.result"
+	case TCPClose, TCPCloseV6:
+		return "connwatch.tcp.close"
 	}
 	return "connwatch.unknown"
 }
@@ -77,14 +88,44 @@ type Event struct {
 	RemoteFamily uint16
 
 	// StartKernelTime is, for a connect result, the attempt's timestamp
-	// (CLOCK_MONOTONIC ns); 0 otherwise. Start is its wall-clock time.
+	// (CLOCK_MONOTONIC ns), for a close the time the connection was
+	// established or accepted; 0 otherwise. Start is its wall-clock time.
 	StartKernelTime uint64
 	Start           time.Time
+
+	// ISN is the client's initial sequence number of the connection, which
+	// both of its ends know (results, accepts and closes carry it; HasISN
+	// says it was in the sample). With the two addresses it names the
+	// connection: see otel's trace IDs.
+	ISN    uint32
+	HasISN bool
+
+	// Close is what a close event (420/422) reports; zero otherwise.
+	Close Close
 
 	// Workload is filled by enrichment; nil before that or when nothing
 	// could be learnt.
 	Workload *Workload
 }
+
+// Close is the kernel's account of a connection as its socket reached
+// TCP_CLOSE (struct tcp_sock). Byte counts are sequence space: the
+// client's SYN and each acknowledged or received FIN count 1.
+type Close struct {
+	BytesSent     uint64 // acknowledged by the peer (tcp_sock.bytes_acked)
+	BytesReceived uint64 // received in order (tcp_sock.bytes_received)
+	RTTMicros     uint32 // smoothed round-trip time, µs (srtt_us >> 3)
+	Retransmits   uint32 // segments retransmitted (total_retrans)
+	OldState      uint8  // TCP state left for TCP_CLOSE (include/net/tcp_states.h)
+	Server        bool   // the accepted end; false for the connected end
+}
+
+// TCP states of Close.OldState (include/net/tcp_states.h).
+const (
+	StateEstablished = 1
+	StateSynRecv     = 3
+	StateCloseWait   = 8
+)
 
 // Host reports whether the event came from a process in the initial pid
 // namespace.
@@ -116,13 +157,29 @@ func (e *Event) IsResult() bool {
 	return e.EventID == TCPConnectResult || e.EventID == TCPConnectResultV6
 }
 
-// Direction is "outbound" for connects and their results, "inbound" for
-// accepts.
+// IsClose reports the end of a reported connection (420/422).
+func (e *Event) IsClose() bool { return e.EventID == TCPClose || e.EventID == TCPCloseV6 }
+
+// Inbound reports an event of the accepted end of a connection: an accept,
+// or the close of an accepted connection.
+func (e *Event) Inbound() bool { return e.IsAccept() || (e.IsClose() && e.Close.Server) }
+
+// Direction is "outbound" for connects, their results and the close of a
+// connected socket, "inbound" for accepts and the close of an accepted one.
 func (e *Event) Direction() string {
-	if e.IsAccept() {
+	if e.Inbound() {
 		return "inbound"
 	}
 	return "outbound"
+}
+
+// Lifetime is, for a close, the time from established (or accepted) to
+// closed; 0 otherwise.
+func (e *Event) Lifetime() time.Duration {
+	if !e.IsClose() || e.StartKernelTime == 0 || e.KernelTime < e.StartKernelTime {
+		return 0
+	}
+	return time.Duration(e.KernelTime - e.StartKernelTime)
 }
 
 // Duration is, for a connect result, the time from the attempt to its
@@ -155,6 +212,7 @@ func (e *Event) SplitAttempt() (Event, bool) {
 	attempt.Retval = 0
 	attempt.KernelTime, attempt.Time = e.StartKernelTime, e.Start
 	attempt.StartKernelTime, attempt.Start = 0, time.Time{}
+	attempt.ISN, attempt.HasISN = 0, false // as tcp_connect's probe sends it
 	e.EventID = resultID
 	return attempt, true
 }

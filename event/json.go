@@ -56,6 +56,19 @@ func AppendJSON(dst []byte, ev *Event, mode string) []byte {
 		dst = append(dst, '"')
 		dst = appendUint(dst, "duration_ns", uint64(ev.Duration()))
 	}
+	if ev.IsClose() {
+		c := &ev.Close
+		dst = append(dst, `,"close":`...)
+		dst = appendString(dst, ev.CloseHow())
+		dst = append(dst, `,"start":"`...)
+		dst = ev.Start.UTC().AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
+		dst = appendUint(dst, "lifetime_ns", uint64(ev.Lifetime()))
+		dst = appendUint(dst, "bytes_sent", c.BytesSent)
+		dst = appendUint(dst, "bytes_received", c.BytesReceived)
+		dst = appendUint(dst, "rtt_us", uint64(c.RTTMicros))
+		dst = appendUint(dst, "retransmits", uint64(c.Retransmits))
+	}
 	if w := ev.Workload; w != nil {
 		dst = appendWorkload(dst, w)
 	}

@@ -44,6 +44,36 @@ func (e *Event) Outcome() Outcome {
 	return OutcomeClosed
 }
 
+// How a connection ended, for a close event (CloseHow).
+const (
+	CloseFIN     = "fin"     // orderly: the socket left a FIN state (FIN_WAIT, CLOSING, LAST_ACK)
+	CloseReset   = "reset"   // an RST was received or sent
+	CloseTimeout = "timeout" // retransmissions gave up (ETIMEDOUT)
+)
+
+// CloseHow tells how a closed connection ended: CloseTimeout when the
+// kernel gave up retransmitting; CloseReset when an RST came in (the socket
+// error ECONNRESET or EPIPE) or the socket went to CLOSE straight from a
+// state that has sent no FIN (ESTABLISHED, CLOSE_WAIT, SYN_RECV), which is
+// an RST sent (close with unread data, SO_LINGER 0, abort); CloseFIN
+// otherwise. "" for other events.
+func (e *Event) CloseHow() string {
+	if !e.IsClose() {
+		return ""
+	}
+	switch -e.Retval {
+	case int64(unix.ETIMEDOUT):
+		return CloseTimeout
+	case int64(unix.ECONNRESET), int64(unix.EPIPE):
+		return CloseReset
+	}
+	switch e.Close.OldState {
+	case StateEstablished, StateCloseWait, StateSynRecv:
+		return CloseReset
+	}
+	return CloseFIN
+}
+
 // ErrnoName returns the symbolic name of a negative errno retval
 // ("ECONNREFUSED"), "" for retval >= 0.
 func ErrnoName(retval int64) string {

@@ -48,6 +48,7 @@ const (
 	// Span
 	fieldSpanTraceID = 1
 	fieldSpanID      = 2
+	fieldSpanParent  = 4
 	fieldSpanName    = 5
 	fieldSpanKind    = 6
 	fieldSpanStart   = 7
@@ -75,8 +76,11 @@ const (
 	spanKindClient = 3
 	// Status.code value.
 	statusCodeError = 2
-	// Span.flags: W3C sampled, and "whether the parent is remote is known".
-	spanFlags = 0x01 | 0x100
+	// Span.flags: W3C sampled, and "whether the parent is remote is known";
+	// with spanFlagRemoteParent, a parent in another process (a SERVER
+	// span's CLIENT span).
+	spanFlags            = 0x01 | 0x100
+	spanFlagRemoteParent = 0x200
 	// LogRecord.flags: W3C sampled.
 	logFlagsSampled = 0x01
 )
@@ -233,6 +237,11 @@ func (e *encoder) appendSpan(dst []byte, ev *event.Event, s *spanSpec, tid [trac
 	r := e.rec[:0]
 	r = appendBytesField(r, fieldSpanTraceID, tid[:])
 	r = appendBytesField(r, fieldSpanID, sid[:])
+	flags := uint32(spanFlags)
+	if s.hasParent {
+		r = appendBytesField(r, fieldSpanParent, s.parent[:])
+		flags |= spanFlagRemoteParent
+	}
 	r = appendRawStringField(r, fieldSpanName, s.name)
 	kind := uint64(spanKindClient)
 	if s.kind == trace.SpanKindServer {
@@ -255,13 +264,14 @@ func (e *encoder) appendSpan(dst []byte, ev *event.Event, s *spanSpec, tid [trac
 		r = appendStringField(r, fieldStatusMessage, s.description)
 		r = appendVarintField(r, fieldStatusCode, statusCodeError)
 	}
-	r = appendFixed32Field(r, fieldSpanFlags, spanFlags)
+	r = appendFixed32Field(r, fieldSpanFlags, flags)
 	e.rec = r
 	return appendBytesField(dst, fieldScopeRecords, r)
 }
 
 // appendLog appends ev's log record, as field log_records of ScopeLogs,
-// to dst. withSpan says whether tid and sid name the record's span.
+// to dst. withSpan says whether tid and sid name the record's span (or,
+// for a close, its connection's).
 func (e *encoder) appendLog(dst []byte, ev *event.Event, observed uint64, withSpan bool, tid [traceIDLen]byte, sid [spanIDLen]byte) []byte {
 	r := e.rec[:0]
 	r = appendFixed64Field(r, fieldLogTime, unixNano(ev.Time))

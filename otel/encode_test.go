@@ -152,7 +152,12 @@ func checkLog(t testing.TB, o *Options, ev *event.Event, l otlptest.Log, span *t
 		t.Errorf("%s: body\n got %q\nwant %q", name, got, want)
 	}
 	checkKVs(t, name+": log attributes", l.Attributes, appendAttributes(nil, ev))
-	if span != nil {
+	if tid, sid, _, ok := wantConnIDs(ev); ok && ev.IsClose() {
+		// A close record carries the IDs of its end's span.
+		if !bytes.Equal(l.TraceId, tid[:]) || !bytes.Equal(l.SpanId, sid[:]) || l.Flags != 1 {
+			t.Errorf("%s: record %x/%x flags %#x, want the connection's %x/%x", name, l.TraceId, l.SpanId, l.Flags, tid, sid)
+		}
+	} else if span != nil {
 		if !bytes.Equal(l.TraceId, span.TraceId) || !bytes.Equal(l.SpanId, span.SpanId) || l.Flags != 1 {
 			t.Errorf("%s: record %x/%x flags %#x not linked to span %x/%x", name, l.TraceId, l.SpanId, l.Flags, span.TraceId, span.SpanId)
 		}
@@ -209,13 +214,24 @@ func checkSpan(t testing.TB, o *Options, ev *event.Event, s otlptest.Span) {
 	if len(s.TraceId) != 16 || bytes.Equal(s.TraceId, make([]byte, 16)) || len(s.SpanId) != 8 || bytes.Equal(s.SpanId, make([]byte, 8)) {
 		t.Errorf("%s: IDs %x/%x", name, s.TraceId, s.SpanId)
 	}
-	if len(s.ParentSpanId) != 0 || s.TraceState != "" || len(s.Events) != 0 || len(s.Links) != 0 {
-		t.Errorf("%s: not a plain root span: %v", name, s.Span)
+	// W3C sampled, and whether the parent is remote is known: a SERVER
+	// span's CLIENT span is; a CLIENT span has none.
+	wantFlags := 0x01 | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
+	var wantParent []byte
+	if tid, sid, parent, ok := wantConnIDs(ev); ok {
+		if !bytes.Equal(s.TraceId, tid[:]) || !bytes.Equal(s.SpanId, sid[:]) {
+			t.Errorf("%s: IDs %x/%x, want the connection's %x/%x", name, s.TraceId, s.SpanId, tid, sid)
+		}
+		if ev.IsAccept() {
+			wantParent = parent[:]
+			wantFlags |= uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK)
+		}
 	}
-	// W3C sampled, and the parent is known not to be remote.
-	const wantFlags = 0x01 | uint32(tracepb.SpanFlags_SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK)
+	if !bytes.Equal(s.ParentSpanId, wantParent) || s.TraceState != "" || len(s.Events) != 0 || len(s.Links) != 0 {
+		t.Errorf("%s: parent %x (want %x), or not a plain span: %v", name, s.ParentSpanId, wantParent, s.Span)
+	}
 	if s.Flags != wantFlags {
-		t.Errorf("%s: flags %#x", name, s.Flags)
+		t.Errorf("%s: flags %#x, want %#x", name, s.Flags, wantFlags)
 	}
 	checkKVs(t, name+": span attributes", s.Attributes, appendAttributes(nil, ev))
 	checkKVs(t, name+": span resource", s.Resource.GetAttributes(), wantResource(t, o, ev))
@@ -258,7 +274,17 @@ func oracleEvents() map[string]*event.Event {
 	v6.Remote = netip.MustParseAddrPort("[2001:db8::1]:8443")
 	v6.Local = netip.MustParseAddrPort("[2001:db8::2]:40000")
 	v6.Start, v6.StartKernelTime, v6.Retval = time.Time{}, v6.KernelTime-5000, -4095
+	named := resultEvent(0)
+	named.ISN, named.HasISN = 0x9abcdef0, true
+	named.Local = netip.MustParseAddrPort("10.0.0.1:51001")
+	namedAccept := acceptEvent()
+	namedAccept.ISN, namedAccept.HasISN = 0x9abcdef0, true
+	namedAccept.Remote = netip.MustParseAddrPort("[::ffff:10.0.0.1]:51001")
 	return map[string]*event.Event{
+		"established with isn":  named,
+		"accept with isn":       namedAccept,
+		"close":                 closeEvent(false, 0),
+		"close accepted reset":  closeEvent(true, -int64(unix.ECONNRESET)),
 		"connect":               connectEvent(),
 		"established":           resultEvent(0),
 		"refused":               resultEvent(-111),
@@ -455,7 +481,8 @@ func FuzzEncode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, idSel uint32, retval int64, rsel uint8, raddr []byte, rport uint16, lsel uint8, laddr []byte, lport uint16,
 		family uint16, comm, protocol, arg string, timeNS, startNS int64, kt, dur uint64, pidNS uint32, withWorkload bool,
 	) {
-		ids := [...]uint32{event.TCPConnect, event.TCPAccept, event.TCPConnectV6, event.TCPAcceptV6, event.TCPConnectResult, event.TCPConnectResultV6}
+		ids := [...]uint32{event.TCPConnect, event.TCPAccept, event.TCPConnectV6, event.TCPAcceptV6, event.TCPConnectResult, event.TCPConnectResultV6,
+			event.TCPClose, event.TCPCloseV6}
 		ev := &event.Event{
 			KernelTime:      kt,
 			StartKernelTime: kt - dur,
@@ -474,9 +501,14 @@ func FuzzEncode(f *testing.F) {
 			Local:           fuzzAddr(lsel, laddr, lport),
 			RemoteFamily:    family,
 		}
-		if sel := idSel % 8; sel < uint32(len(ids)) {
+		if sel := idSel % 16; sel < uint32(len(ids)) {
 			ev.EventID = ids[sel]
 		}
+		// The connection's identity and a close's account, from inputs
+		// the corpus already varies.
+		ev.ISN, ev.HasISN = uint32(dur), kt&1 == 1
+		ev.Close = event.Close{BytesSent: dur, BytesReceived: kt, RTTMicros: pidNS, Retransmits: idSel,
+			OldState: uint8(rport), Server: lsel&1 == 1}
 		if timeNS != 0 {
 			ev.Time = time.Unix(0, timeNS)
 		}

@@ -77,6 +77,7 @@ type Exporter struct {
 	jenc    jsonEncoder
 	stdout  *lineOut // shared by the signals written as JSON lines
 	rng     *rand.ChaCha8
+	ids     *connIDs
 	resAttr []attribute.KeyValue
 	wantPB  bool // a signal goes over OTLP: keep resources encoded
 	wantJS  bool // a signal goes to stdout: keep resources as JSON
@@ -187,6 +188,7 @@ func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 		budget:          &budget{limit: opts.queueBytes()},
 		entries:         make(map[resourceKey]*workload),
 		rng:             rand.NewChaCha8(seed),
+		ids:             newConnIDs([]byte(DefaultTraceKey)),
 		stopFlusher:     make(chan struct{}),
 		flusherDone:     make(chan struct{}),
 	}
@@ -350,19 +352,25 @@ func (e *Exporter) Emit(ev *event.Event) {
 	w := e.workload(ev)
 	var tid [traceIDLen]byte
 	var sid [spanIDLen]byte
-	if wantSpan {
-		e.newIDs(&tid, &sid)
+	// A span's IDs, and those its log record and its connection's close
+	// record carry, are derived from the connection (connIDs); random
+	// where the event does not name it.
+	withIDs := false
+	if wantSpan || ev.IsClose() {
+		withIDs = e.ids.ofEvent(ev, &tid, &sid, &spec)
+		if !withIDs && wantSpan {
+			e.newIDs(&tid, &sid)
+			withIDs = true
+		}
 	}
 	if e.logs != nil {
 		observed := e.now()
 		if s := e.logs; s.stdout != nil {
-			s.stdout.buf = e.jenc.appendLogLine(s.stdout.buf, ev, w.resJSON, observed, wantSpan, tid, sid)
+			s.stdout.buf = e.jenc.appendLogLine(s.stdout.buf, ev, w.resJSON, observed, withIDs, tid, sid)
 			s.wrote(e)
 		} else {
-			// Emitted within the span, the record carries its trace and
-			// span IDs.
 			off := len(s.arena)
-			s.arena = e.enc.appendLog(s.arena, ev, unixNano(observed), wantSpan, tid, sid)
+			s.arena = e.enc.appendLog(s.arena, ev, unixNano(observed), withIDs, tid, sid)
 			s.added(w, off)
 		}
 	}

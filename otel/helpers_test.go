@@ -2,6 +2,8 @@ package otel
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"sync"
@@ -357,6 +359,60 @@ func acceptEvent() *event.Event {
 		RemoteFamily: unix.AF_INET6,
 		Workload:     containerWorkload(),
 	}
+}
+
+// closeEvent is the close of resultEvent(0)'s connection (server false)
+// or of acceptEvent's (server true), with the socket error retval.
+func closeEvent(server bool, retval int64) *event.Event {
+	ev := resultEvent(0)
+	if server {
+		ev = acceptEvent()
+	}
+	ev.EventID = event.TCPClose
+	if server {
+		ev.EventID = event.TCPCloseV6
+	}
+	ev.ArgNum, ev.Retval, ev.Protocol = 4, retval, ""
+	ev.StartKernelTime, ev.Start = ev.KernelTime, ev.Time
+	ev.KernelTime += uint64(1500 * time.Millisecond)
+	ev.Time = ev.Time.Add(1500 * time.Millisecond)
+	ev.ISN, ev.HasISN = 0x9abcdef0, true
+	ev.Close = event.Close{BytesSent: 200001, BytesReceived: 50001, RTTMicros: 42, Retransmits: 3, OldState: 4, Server: server}
+	if retval != 0 {
+		ev.Close.OldState = event.StateEstablished
+	}
+	return ev
+}
+
+// wantConnIDs derives the trace ID, the span ID and (for an accept) the
+// parent span ID that ev's span or record must carry, as the package
+// documentation of connIDs lays out the hash input, independently of
+// connIDs; ok is false when ev does not name its connection.
+func wantConnIDs(ev *event.Event) (tid [16]byte, sid, parent [8]byte, ok bool) {
+	if !ev.HasISN || !ev.Local.IsValid() || !ev.Remote.IsValid() || !(ev.IsResult() || ev.IsAccept() || ev.IsClose()) {
+		return tid, sid, parent, false
+	}
+	client, server := ev.Local, ev.Remote
+	if ev.Inbound() {
+		client, server = ev.Remote, ev.Local
+	}
+	in := []byte{1}
+	for _, ap := range []netip.AddrPort{client, server} {
+		a := ap.Addr().Unmap().As16()
+		in = append(in, a[:]...)
+		in = append(in, byte(ap.Port()>>8), byte(ap.Port()))
+	}
+	in = append(in, byte(ev.ISN>>24), byte(ev.ISN>>16), byte(ev.ISN>>8), byte(ev.ISN))
+	m := hmac.New(sha256.New, []byte("connwatch trace key v1"))
+	m.Write(in)
+	out := m.Sum(nil)
+	copy(tid[:], out[:16])
+	copy(sid[:], out[16:24])
+	if ev.Inbound() {
+		copy(parent[:], out[16:24])
+		copy(sid[:], out[24:32])
+	}
+	return tid, sid, parent, true
 }
 
 func attrMapOf(kvs []attribute.KeyValue) map[string]any {

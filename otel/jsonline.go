@@ -261,6 +261,7 @@ func (e *jsonEncoder) appendLogLine(dst []byte, ev *event.Event, resJSON []byte,
 //		StatusMessage: s.description, only with status "error",
 //		TraceID:       hex of tid,
 //		SpanID:        hex of sid,
+//		ParentSpanID:  hex of s.parent, only when s.hasParent,
 //		Attributes:    the attributes of visitAttributes,
 //		Resource:      resJSON, as for appendLogLine,
 //	}
@@ -288,6 +289,9 @@ func (e *jsonEncoder) appendSpanLine(dst []byte, ev *event.Event, s *spanSpec, r
 	}
 	dst = appendJSONHex(append(dst, `,"trace_id":`...), tid[:])
 	dst = appendJSONHex(append(dst, `,"span_id":`...), sid[:])
+	if s.hasParent {
+		dst = appendJSONHex(append(dst, `,"parent_span_id":`...), s.parent[:])
+	}
 	dst = e.appendAttributes(dst, ev)
 	return appendResource(dst, resJSON)
 }

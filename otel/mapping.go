@@ -1,6 +1,7 @@
 package otel
 
 import (
+	"math"
 	"net/netip"
 	"strconv"
 	"time"
@@ -40,6 +41,14 @@ const (
 	AttrError        = attribute.Key("connwatch.error")         // string: errno name, failures only
 	AttrDurationNS   = attribute.Key("connwatch.duration_ns")   // int: results only, attempt to outcome
 	AttrRemoteFamily = attribute.Key("connwatch.remote_family") // int: only for an undecoded address family
+
+	// Of a close record (connwatch.tcp.close): what the connection carried.
+	AttrClose         = attribute.Key("connwatch.close")          // string: "fin", "reset" or "timeout", see event.Event.CloseHow
+	AttrLifetimeNS    = attribute.Key("connwatch.lifetime_ns")    // int: established (or accepted) to closed
+	AttrBytesSent     = attribute.Key("connwatch.bytes_sent")     // int: tcp_sock.bytes_acked
+	AttrBytesReceived = attribute.Key("connwatch.bytes_received") // int: tcp_sock.bytes_received
+	AttrRTTMicros     = attribute.Key("connwatch.rtt_us")         // int: smoothed RTT, tcp_sock.srtt_us >> 3
+	AttrRetransmits   = attribute.Key("connwatch.retransmits")    // int: tcp_sock.total_retrans
 )
 
 // Severity of the log records: SeverityOK for attempts, accepts and
@@ -51,7 +60,7 @@ const (
 
 // mapped reports whether Emit turns ev into telemetry.
 func mapped(ev *event.Event) bool {
-	return ev.IsConnect() || ev.IsAccept() || ev.IsResult()
+	return ev.IsConnect() || ev.IsAccept() || ev.IsResult() || ev.IsClose()
 }
 
 // failed reports whether ev reports a failure.
@@ -97,6 +106,12 @@ var (
 	keyOutcome            = newAttrKey(string(AttrOutcome))
 	keyDurationNS         = newAttrKey(string(AttrDurationNS))
 	keyError              = newAttrKey(string(AttrError))
+	keyClose              = newAttrKey(string(AttrClose))
+	keyLifetimeNS         = newAttrKey(string(AttrLifetimeNS))
+	keyBytesSent          = newAttrKey(string(AttrBytesSent))
+	keyBytesReceived      = newAttrKey(string(AttrBytesReceived))
+	keyRTTMicros          = newAttrKey(string(AttrRTTMicros))
+	keyRetransmits        = newAttrKey(string(AttrRetransmits))
 )
 
 // Attribute values of the semantic conventions, as strings.
@@ -141,7 +156,7 @@ func visitAttributes(ev *event.Event, v attrVisitor) {
 		v.addr(keyNetworkLocalAddr, local.Addr())
 		v.int(keyNetworkLocalPort, int64(local.Port()))
 	}
-	if ev.IsAccept() {
+	if ev.Inbound() {
 		if local.IsValid() {
 			v.addr(keyServerAddress, local.Addr())
 			v.int(keyServerPort, int64(local.Port()))
@@ -164,11 +179,28 @@ func visitAttributes(ev *event.Event, v attrVisitor) {
 		v.str(keyOutcome, ev.Outcome().String())
 		v.int(keyDurationNS, int64(ev.Duration()))
 	}
+	if ev.IsClose() {
+		c := &ev.Close
+		v.str(keyClose, ev.CloseHow())
+		v.int(keyLifetimeNS, int64(ev.Lifetime()))
+		v.int(keyBytesSent, clampInt(c.BytesSent))
+		v.int(keyBytesReceived, clampInt(c.BytesReceived))
+		v.int(keyRTTMicros, int64(c.RTTMicros))
+		v.int(keyRetransmits, int64(c.Retransmits))
+	}
 	if failed(ev) {
 		name := event.ErrnoName(ev.Retval)
 		v.str(keyError, name)
 		v.str(keyErrorType, name)
 	}
+}
+
+// clampInt is v as an OTLP int (int64), saturated.
+func clampInt(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
 }
 
 // kvList collects attributes as attribute.KeyValue (it allocates; for
@@ -196,6 +228,10 @@ type spanSpec struct {
 	start, end  time.Time
 	code        codes.Code
 	description string
+	// parent is the span's parent span ID, valid when hasParent: a
+	// SERVER span's CLIENT span (see connIDs).
+	parent    [spanIDLen]byte
+	hasParent bool
 }
 
 // spanOf returns the span of ev: a CLIENT span from the attempt to the
@@ -257,6 +293,9 @@ func bodyOf(ev *event.Event) string { return string(appendBody(nil, ev)) }
 // appendBody appends ev's body (see bodyOf) to b.
 func appendBody(b []byte, ev *event.Event) []byte {
 	b = append(b, ServiceName(ev)...)
+	if ev.IsClose() {
+		return appendCloseBody(b, ev)
+	}
 	if ev.IsAccept() {
 		b = append(b, " accept "...)
 		b = appendAddrPort(b, ev.Local)
@@ -282,6 +321,35 @@ func appendBody(b []byte, ev *event.Event) []byte {
 		b = appendDuration(b, roundDuration(d))
 	}
 	return b
+}
+
+// appendCloseBody appends the rest of a close record's body:
+//
+//	curl close 10.0.0.1:51000 -> 93.184.216.34:443 fin after 1.2s, sent 200001 B, received 50001 B
+//	nginx close 10.0.0.2:443 <- 10.0.0.1:51000 reset (ECONNRESET) after 3ms, sent 0 B, received 120 B
+func appendCloseBody(b []byte, ev *event.Event) []byte {
+	b = append(b, " close "...)
+	b = appendAddrPort(b, ev.Local)
+	if ev.Inbound() {
+		b = append(b, " <- "...)
+	} else {
+		b = append(b, " -> "...)
+	}
+	b = appendAddrPort(b, ev.Remote)
+	b = append(b, ' ')
+	b = append(b, ev.CloseHow()...)
+	if failed(ev) {
+		b = append(b, " ("...)
+		b = append(b, event.ErrnoName(ev.Retval)...)
+		b = append(b, ')')
+	}
+	b = append(b, " after "...)
+	b = appendDuration(b, roundDuration(ev.Lifetime()))
+	b = append(b, ", sent "...)
+	b = strconv.AppendUint(b, ev.Close.BytesSent, 10)
+	b = append(b, " B, received "...)
+	b = strconv.AppendUint(b, ev.Close.BytesReceived, 10)
+	return append(b, " B"...)
 }
 
 func appendAddrPort(b []byte, ap netip.AddrPort) []byte {

@@ -37,6 +37,7 @@ type SpanLine struct {
 	StatusMessage string         `json:"status_message,omitempty"`
 	TraceID       string         `json:"trace_id"`
 	SpanID        string         `json:"span_id"`
+	ParentSpanID  string         `json:"parent_span_id,omitempty"`
 	Attributes    map[string]any `json:"attributes,omitempty"`
 	Resource      map[string]any `json:"resource,omitempty"`
 }

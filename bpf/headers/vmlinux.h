@@ -202,4 +202,20 @@ struct inet_sock {
 	__be16 inet_sport;
 } __attribute__((preserve_access_index));
 
+/*
+ * include/linux/tcp.h: what a closing connection carried. bytes_acked and
+ * bytes_received (Linux 4.1+, RFC 4898 tcpEStatsAppHCThruOctetsAcked and
+ * ...Received) count sequence space, so the client's SYN and each FIN
+ * count 1; srtt_us is the smoothed RTT in µs << 3.
+ */
+struct tcp_sock {
+	struct inet_sock inet_conn;
+	__u32 rcv_nxt;
+	__u32 snd_una;
+	__u32 srtt_us;
+	__u32 total_retrans;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+} __attribute__((preserve_access_index));
+
 #endif /* __CONNWATCH_VMLINUX_H__ */

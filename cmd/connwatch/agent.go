@@ -102,7 +102,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		self = uint32(os.Getpid())
 	}
 	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport),
-		WakeupEvents: wakeupEvents, AgentTGID: self})
+		WakeupEvents: wakeupEvents, AgentTGID: self, MaxConnections: uint32(cfg.Probe.MaxConnections)})
 	if err != nil {
 		return explainLoadError(err)
 	}
@@ -229,7 +229,8 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 	}
 	if ks, err := probe.KernelStats(); err == nil {
 		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors)
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors,
+			"connections_tracked", ks.ConnsTracked, "connections_closed", ks.ConnsClosed, "connections_forgotten", ks.ConnsForgotten)
 	}
 	es := enr.Stats()
 	args = append(args, "enrich_hits", es.Hits, "enrich_misses", es.Misses, "enrich_process_gone", es.ProcGone,

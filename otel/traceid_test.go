@@ -1,0 +1,133 @@
+package otel
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"github.com/connwatch/connwatch/event"
+)
+
+// Both ends of one connection, each as its own agent would see it: the
+// client's result and close, the server's accept and close.
+func connectionEnds(isn uint32) (result, accept, clientClose, serverClose *event.Event) {
+	client := netip.MustParseAddrPort("10.0.0.1:51000")
+	server := netip.MustParseAddrPort("10.0.0.2:443")
+	result = resultEvent(0)
+	result.Local, result.Remote, result.ISN, result.HasISN = client, server, isn, true
+	accept = acceptEvent()
+	// The server's socket is IPv6 and sees the client v4-mapped.
+	accept.Local = netip.AddrPortFrom(netip.AddrFrom16(server.Addr().As16()), server.Port())
+	accept.Remote = netip.AddrPortFrom(netip.AddrFrom16(client.Addr().As16()), client.Port())
+	accept.ISN, accept.HasISN = isn, true
+	clientClose = closeEvent(false, 0)
+	clientClose.Local, clientClose.Remote, clientClose.ISN = client, server, isn
+	serverClose = closeEvent(true, 0)
+	serverClose.Local, serverClose.Remote, serverClose.ISN = accept.Local, accept.Remote, isn
+	return result, accept, clientClose, serverClose
+}
+
+// One connection's spans and records, exported through one exporter as
+// an agent that sees both ends does: one trace, the SERVER span under
+// the CLIENT span, each close record with its end's span's IDs.
+func TestConnectionOneTrace(t *testing.T) {
+	e, tt, lt := newTestExporter(t, testOptions())
+	result, accept, clientClose, serverClose := connectionEnds(0x12345678)
+	for _, ev := range []*event.Event{result, accept, clientClose, serverClose} {
+		e.Emit(ev)
+	}
+	flush(t, e)
+	spans := tt.Spans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	client, server := spans[0].Span, spans[1].Span
+	if client.Name != SpanNameConnect {
+		client, server = server, client
+	}
+	if !bytes.Equal(client.TraceId, server.TraceId) {
+		t.Errorf("client trace %x, server trace %x: not one trace", client.TraceId, server.TraceId)
+	}
+	if !bytes.Equal(server.ParentSpanId, client.SpanId) || len(client.ParentSpanId) != 0 {
+		t.Errorf("server span's parent %x, client span %x (its parent %x)", server.ParentSpanId, client.SpanId, client.ParentSpanId)
+	}
+	if bytes.Equal(server.SpanId, client.SpanId) {
+		t.Errorf("both spans have ID %x", client.SpanId)
+	}
+	closes := 0
+	for _, l := range lt.Logs() {
+		if l.EventName != "connwatch.tcp.close" {
+			continue
+		}
+		closes++
+		want := client
+		if l.Attrs()["connwatch.direction"] == "inbound" {
+			want = server
+		}
+		if !bytes.Equal(l.TraceId, want.TraceId) || !bytes.Equal(l.SpanId, want.SpanId) {
+			t.Errorf("%s close record %x/%x, want its span's %x/%x", l.Attrs()["connwatch.direction"], l.TraceId, l.SpanId, want.TraceId, want.SpanId)
+		}
+	}
+	if closes != 2 {
+		t.Errorf("%d close records, want 2", closes)
+	}
+}
+
+// The derivation itself: ends given either way round and in either
+// address form agree; another ISN, port or key gives other IDs.
+func TestConnIDsDerivation(t *testing.T) {
+	ids := newConnIDs([]byte(DefaultTraceKey))
+	c4, s4 := netip.MustParseAddrPort("10.0.0.1:51000"), netip.MustParseAddrPort("10.0.0.2:443")
+	c6 := netip.AddrPortFrom(netip.AddrFrom16(c4.Addr().As16()), c4.Port())
+	t1, cs1, ss1 := ids.derive(c4, s4, 7)
+	if t2, cs2, ss2 := ids.derive(c6, s4, 7); t1 != t2 || cs1 != cs2 || ss1 != ss2 {
+		t.Errorf("v4-mapped client gives other IDs")
+	}
+	if cs1 == ss1 {
+		t.Errorf("client and server span IDs equal")
+	}
+	if t2, _, _ := ids.derive(c4, s4, 8); t2 == t1 {
+		t.Errorf("another ISN, the same trace")
+	}
+	if t2, _, _ := ids.derive(s4, c4, 7); t2 == t1 {
+		t.Errorf("ends swapped, the same trace: client and server must not be interchangeable")
+	}
+	if t2, _, _ := ids.derive(netip.AddrPortFrom(c4.Addr(), 51001), s4, 7); t2 == t1 {
+		t.Errorf("another client port, the same trace")
+	}
+	if t2, _, _ := newConnIDs([]byte("another key")).derive(c4, s4, 7); t2 == t1 {
+		t.Errorf("another key, the same trace")
+	}
+
+	// From events: each end's IDs as the other end computes them.
+	result, accept, clientClose, serverClose := connectionEnds(7)
+	var tid [16]byte
+	var sid [8]byte
+	var s spanSpec
+	if !ids.ofEvent(result, &tid, &sid, nil) || tid != t1 || sid != cs1 {
+		t.Errorf("result: %x/%x, want %x/%x", tid, sid, t1, cs1)
+	}
+	if !ids.ofEvent(accept, &tid, &sid, &s) || tid != t1 || sid != ss1 || !s.hasParent || s.parent != cs1 {
+		t.Errorf("accept: %x/%x parent %x (%v), want %x/%x under %x", tid, sid, s.parent, s.hasParent, t1, ss1, cs1)
+	}
+	if !ids.ofEvent(clientClose, &tid, &sid, nil) || tid != t1 || sid != cs1 {
+		t.Errorf("client close: %x/%x", tid, sid)
+	}
+	if !ids.ofEvent(serverClose, &tid, &sid, nil) || tid != t1 || sid != ss1 {
+		t.Errorf("server close: %x/%x", tid, sid)
+	}
+	noISN := *result
+	noISN.HasISN = false
+	if ids.ofEvent(&noISN, &tid, &sid, nil) {
+		t.Errorf("an event without an ISN named its connection")
+	}
+}
+
+func BenchmarkConnIDs(b *testing.B) {
+	ids := newConnIDs([]byte(DefaultTraceKey))
+	c, s := netip.MustParseAddrPort("10.0.0.1:51000"), netip.MustParseAddrPort("10.0.0.2:443")
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ids.derive(c, s, uint32(i))
+	}
+}
