@@ -248,7 +248,12 @@ func measureAll(o options) (*results, error) {
 		res.empty, res.emptyErr = emptyCost(srv, o)
 		for _, m := range []bpf.Mode{bpf.ModeFentry, bpf.ModeKprobe, bpf.ModeTracepoint} {
 			progress("1/5 kernel cost: connwatch in %s mode", m)
-			res.modes = append(res.modes, kernelCostOfMode(srv, o, m))
+			mr := kernelCostOfMode(srv, o, m, false)
+			res.modes = append(res.modes, mr)
+			if mr.Err == nil && mr.Unsupported == nil {
+				progress("1/5 kernel cost: connwatch in %s mode, close tracking off", m)
+				res.modes = append(res.modes, kernelCostOfMode(srv, o, m, true))
+			}
 		}
 	} else {
 		res.emptyErr = errSkipped

@@ -22,6 +22,7 @@ import (
 // modeResult is the kernel cost of one attach mode.
 type modeResult struct {
 	Mode        bpf.Mode
+	NoCloses    bool  // close tracking off (bpf.Options.NoCloses)
 	Unsupported error // bpf.Open said ErrNotSupported
 	Err         error // any other failure
 	Cost        kernelCost
@@ -34,9 +35,12 @@ type modeResult struct {
 // wakeupEvents is what cmd/connwatch passes to bpf.Open.
 const wakeupEvents = 64
 
-func kernelCostOfMode(srv *server, o options, mode bpf.Mode) modeResult {
-	r := modeResult{Mode: mode}
-	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: o.wakeup, Transport: bpf.Transport(o.transport), RawStateChanges: o.rawState})
+// kernelCostOfMode measures mode; noCloses turns close tracking off, to
+// tell what it costs.
+func kernelCostOfMode(srv *server, o options, mode bpf.Mode, noCloses bool) modeResult {
+	r := modeResult{Mode: mode, NoCloses: noCloses}
+	probe, err := bpf.Open(bpf.Options{Mode: mode, WakeupEvents: o.wakeup, Transport: bpf.Transport(o.transport), RawStateChanges: o.rawState,
+		NoCloses: noCloses})
 	if err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			r.Unsupported = err
@@ -473,9 +477,10 @@ func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
 	r.EndMem, _ = readMem(a.pid())
 	r.PeakRSS = max(peak.Load(), r.EndMem.RSS)
 	n := r.Load.Conns
-	r.Expected = counts{ClientSpans: n, ConnectLogs: n, ResultLogs: n, ServerSpans: n, AcceptLogs: n}
+	// Both ends of every connection close: a close record each.
+	r.Expected = counts{ClientSpans: n, ConnectLogs: n, ResultLogs: n, ServerSpans: n, AcceptLogs: n, CloseLogs: 2 * n}
 	if l := parseAgentLog(a.out.snapshot()); l.AcceptSkipped {
-		r.Expected.ServerSpans, r.Expected.AcceptLogs = 0, 0
+		r.Expected.ServerSpans, r.Expected.AcceptLogs, r.Expected.CloseLogs = 0, 0, n
 	}
 	// Let the agent send what it holds (batches close within a second),
 	// then read its /metrics while it still serves them.

@@ -43,6 +43,7 @@ type counts struct {
 	ConnectLogs uint64 `json:"connect_logs"` // connwatch.tcp.connect
 	ResultLogs  uint64 `json:"result_logs"`  // connwatch.tcp.connect.result
 	AcceptLogs  uint64 `json:"accept_logs"`  // connwatch.tcp.accept
+	CloseLogs   uint64 `json:"close_logs"`   // connwatch.tcp.close
 	Spans       uint64 `json:"spans"`        // every span received, any port
 	Logs        uint64 `json:"logs"`         // every log record received, any port
 	Requests    uint64 `json:"requests"`
@@ -52,7 +53,7 @@ func (c counts) add(o counts) counts {
 	return counts{
 		ClientSpans: c.ClientSpans + o.ClientSpans, ServerSpans: c.ServerSpans + o.ServerSpans,
 		ConnectLogs: c.ConnectLogs + o.ConnectLogs, ResultLogs: c.ResultLogs + o.ResultLogs,
-		AcceptLogs: c.AcceptLogs + o.AcceptLogs, Spans: c.Spans + o.Spans, Logs: c.Logs + o.Logs,
+		AcceptLogs: c.AcceptLogs + o.AcceptLogs, CloseLogs: c.CloseLogs + o.CloseLogs, Spans: c.Spans + o.Spans, Logs: c.Logs + o.Logs,
 		Requests: c.Requests + o.Requests,
 	}
 }
@@ -61,14 +62,14 @@ func (c counts) sub(o counts) counts {
 	return counts{
 		ClientSpans: c.ClientSpans - o.ClientSpans, ServerSpans: c.ServerSpans - o.ServerSpans,
 		ConnectLogs: c.ConnectLogs - o.ConnectLogs, ResultLogs: c.ResultLogs - o.ResultLogs,
-		AcceptLogs: c.AcceptLogs - o.AcceptLogs, Spans: c.Spans - o.Spans, Logs: c.Logs - o.Logs,
+		AcceptLogs: c.AcceptLogs - o.AcceptLogs, CloseLogs: c.CloseLogs - o.CloseLogs, Spans: c.Spans - o.Spans, Logs: c.Logs - o.Logs,
 		Requests: c.Requests - o.Requests,
 	}
 }
 
 // records is every record of the watched port.
 func (c counts) records() uint64 {
-	return c.ClientSpans + c.ServerSpans + c.ConnectLogs + c.ResultLogs + c.AcceptLogs
+	return c.ClientSpans + c.ServerSpans + c.ConnectLogs + c.ResultLogs + c.AcceptLogs + c.CloseLogs
 }
 
 type countingReceiver struct {
@@ -293,6 +294,8 @@ func scanLogs(b []byte, watch int64, c *counts) error {
 			c.ResultLogs++
 		case 401, 403:
 			c.AcceptLogs++
+		case 420, 422:
+			c.CloseLogs++
 		}
 		return nil
 	})

@@ -109,6 +109,7 @@ func kernelRelease() string {
 // Targets of the issue, shown next to each measurement.
 const (
 	targetBPFNs       = 3000    // BPF time per connection, tracepoint mode
+	targetCloseNs     = 300     // BPF time close records add per connection
 	targetRateRatio   = 0.90    // connection rate with the agent exporting OTLP, of without
 	targetE2ERate     = 250_000 // user space end to end, events/s on one core
 	targetE2EAllocs   = 2.0     // user space end to end, allocations per event
@@ -118,9 +119,10 @@ const (
 )
 
 var (
-	targetBPFCell  = fmt.Sprintf("≤ %s", us(targetBPFNs))
-	targetE2ECell  = fmt.Sprintf("≥ %s events/s, ≤ %.0f allocs / event", group(targetE2ERate), targetE2EAllocs)
-	targetRateCell = fmt.Sprintf("≥ %.0f %% of without", 100*targetRateRatio)
+	targetBPFCell   = fmt.Sprintf("≤ %s", us(targetBPFNs))
+	targetCloseCell = fmt.Sprintf("≤ +%s", us(targetCloseNs))
+	targetE2ECell   = fmt.Sprintf("≥ %s events/s, ≤ %.0f allocs / event", group(targetE2ERate), targetE2EAllocs)
+	targetRateCell  = fmt.Sprintf("≥ %.0f %% of without", 100*targetRateRatio)
 )
 
 // kernelCell formats the BPF time per connection.
@@ -153,6 +155,7 @@ func perKind(got, exp counts) (string, bool) {
 		{"connect logs", got.ConnectLogs, exp.ConnectLogs},
 		{"result logs", got.ResultLogs, exp.ResultLogs},
 		{"accept logs", got.AcceptLogs, exp.AcceptLogs},
+		{"close logs", got.CloseLogs, exp.CloseLogs},
 	}
 	var parts []string
 	all := true
@@ -183,8 +186,24 @@ func printReport(w io.Writer, o options, r *results) {
 		emptyCell = "empty prog: " + kernelCell(r.empty)
 	}
 	var tpCost *kernelCost
+	withCloses := map[bpf.Mode]kernelCost{}
 	for _, m := range r.modes {
 		name := fmt.Sprintf("BPF time / connection, %s mode (in process)", m.Mode)
+		if m.NoCloses {
+			// The same mode without close tracking: what closes cost.
+			with, ok := withCloses[m.Mode]
+			if m.Err != nil || !ok {
+				continue
+			}
+			d := with.NsPerConn() - m.Cost.NsPerConn()
+			t.add("1", fmt.Sprintf("BPF time / connection, %s mode: what close records add", m.Mode),
+				fmt.Sprintf("%+.2f µs (%s with, %s without)", d/1000, us(with.NsPerConn()), us(m.Cost.NsPerConn())),
+				"without: "+kernelCell(m.Cost), "", targetCloseCell, verdict(d <= targetCloseNs))
+			if m.Mode == bpf.ModeTracepoint {
+				tg.add("BPF time close records add per connection (tracepoint)", fmt.Sprintf("%+.2f µs", d/1000), targetCloseCell, verdict(d <= targetCloseNs))
+			}
+			continue
+		}
 		switch {
 		case m.Unsupported != nil:
 			t.add("1", name, "not supported here", "", "", targetBPFCell, "skipped")
@@ -197,6 +216,7 @@ func printReport(w io.Writer, o options, r *results) {
 			} else {
 				tpCost = &m.Cost
 			}
+			withCloses[m.Mode] = m.Cost
 			t.add("1", name, kernelCell(m.Cost), emptyCell, "", targetBPFCell, res)
 		}
 	}
@@ -294,7 +314,7 @@ func printReport(w io.Writer, o options, r *results) {
 			fmt.Sprintf("%s lost, %s failed writes", group(l.Log.LostSamples), perfCell), "", "", "0", verdict(lossMet))
 		exp, got := l.Expected.records(), l.Delivered.records()
 		met := got == exp && exp > 0 && l.Drops.Scraped && l.Drops.Dropped == 0
-		t.add("3", "records delivered / expected (span + 2 logs per connect, span + log per accept); connwatch_dropped_total",
+		t.add("3", "records delivered / expected (span + 2 logs per connect, span + log per accept, a log per close); connwatch_dropped_total",
 			deliveredCell(got, exp)+"; dropped "+l.Drops.cell(), "", "", lossTarget, verdict(met))
 		t.add("3", "agent CPU in that run", fmt.Sprintf("%s (+ receiver %s)", cores(l.CPU), cores(l.HelperCPU)), "", "", "", "")
 		pct := 0.0
@@ -426,8 +446,12 @@ func printNotes(w io.Writer, o options, r *results) {
 					float64(p.Runs)/float64(max(m.Cost.Conns, 1)), float64(p.Runtime.Nanoseconds())/float64(p.Runs),
 					us(float64(p.Runtime.Nanoseconds())/float64(max(m.Cost.Conns, 1)))))
 			}
+			mode := string(m.Mode)
+			if m.NoCloses {
+				mode += " (close tracking off)"
+			}
 			note("%s mode, per connection: %s; %s conns at %s, %s samples read, %s lost, %s failed writes",
-				m.Mode, strings.Join(parts, "; "), group(m.Load.Conns), rate(m.Load.Rate()), group(m.Samples), group(m.Lost), group(m.PerfErrors))
+				mode, strings.Join(parts, "; "), group(m.Load.Conns), rate(m.Load.Rate()), group(m.Samples), group(m.Lost), group(m.PerfErrors))
 		}
 	}
 	if r.agent.Err == nil {
@@ -447,12 +471,12 @@ func printNotes(w io.Writer, o options, r *results) {
 	l := r.loss
 	if l.Load.Conns > 0 {
 		d, e := l.Delivered, l.Expected
-		note("loss run delivered/expected: client spans %s/%s, connect logs %s/%s, result logs %s/%s, server spans %s/%s, accept logs %s/%s",
+		note("loss run delivered/expected: client spans %s/%s, connect logs %s/%s, result logs %s/%s, server spans %s/%s, accept logs %s/%s, close logs %s/%s",
 			group(d.ClientSpans), group(e.ClientSpans), group(d.ConnectLogs), group(e.ConnectLogs), group(d.ResultLogs), group(e.ResultLogs),
-			group(d.ServerSpans), group(e.ServerSpans), group(d.AcceptLogs), group(e.AcceptLogs))
+			group(d.ServerSpans), group(e.ServerSpans), group(d.AcceptLogs), group(e.AcceptLogs), group(d.CloseLogs), group(e.CloseLogs))
 		if l.Log.Counters != nil {
 			var kv []string
-			for _, k := range []string{"attempts_tracked", "results", "results_untracked", "accepts", "event_write_errors", "enrich_hits", "enrich_misses"} {
+			for _, k := range []string{"attempts_tracked", "results", "results_untracked", "accepts", "connections_tracked", "connections_closed", "connections_forgotten", "event_write_errors", "enrich_hits", "enrich_misses"} {
 				if v, ok := l.Log.Counters[k]; ok {
 					kv = append(kv, k+"="+v)
 				}

@@ -56,12 +56,17 @@ char LICENSE[] SEC("license") = "GPL";
 // bound every write: an element starting below half the buffer always fits.
 #define BUF_MASK (MAX_BUFFER_SIZE / 2 - 1)
 
-// KubeArmor's buffer kinds; connwatch only fills DATA_BUF_TYPE.
+// Staging buffers, one of each per CPU. KubeArmor's DATA_BUF_TYPE holds the
+// events built in the task's own context (attempts, accepts); the state
+// change program, which runs in softirq as often as not, has its own, since
+// it can interrupt a program of the other kind on the same CPU midway
+// through an event (the kernel keeps a program from interrupting itself,
+// not a tracepoint program from being interrupted by a BTF-typed one).
+// KubeArmor's EXEC_BUF_TYPE and FILE_BUF_TYPE have no use here.
 enum buf_types {
 	DATA_BUF_TYPE = 0,
-	EXEC_BUF_TYPE = 1,
-	FILE_BUF_TYPE = 2,
-	MAX_BUFFERS = 3,
+	STATE_BUF_TYPE = 1,
+	MAX_BUFFERS = 2,
 };
 
 // Argument types (KubeArmor's values).
@@ -159,14 +164,22 @@ volatile const u32 agent_tgid = 0;
 // saved by the CLOSE->SYN_SENT transition instead of tcp_connect's probe.
 volatile const bool attempts_from_tracepoint = false;
 
+// Set from Go before load: keep reported connections in conns and send
+// TCP_CLOSE when they close. Off only to measure what that costs.
+volatile const bool track_closes = true;
+
 // Set at load: send events through sys_events_rb instead of sys_events.
 volatile const bool use_ringbuf = false;
 
-// With the ring buffer, an event wakes the reader only when it makes the
-// data waiting in the ring cross this many bytes; otherwise the reader
-// finds it at its next poll (bpf/probe.go polls every few milliseconds).
-// A wakeup per event would cost several times the event itself.
+// With the ring buffer, an event wakes the reader only when the data waiting
+// in the ring is at least this many bytes; otherwise the reader finds it at
+// its next poll (bpf/probe.go polls every few milliseconds). A wakeup per
+// event would cost several times the event itself. The fill level is
+// looked at every RB_QUERY_EVERY events per CPU: bpf_ringbuf_query() reads
+// the positions user space and the other CPUs write, and a query per event
+// cost as much as the write.
 volatile const u64 ringbuf_wakeup_bytes = 0;
+#define RB_QUERY_EVERY 16
 
 // ===== wire format =====
 
@@ -281,6 +294,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 20);
 } sys_events_rb SEC(".maps");
+
+// Events each CPU wrote to sys_events_rb, for RB_QUERY_EVERY.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} rb_writes SEC(".maps");
 
 struct outer_key {
 	u32 pid_ns;
@@ -513,9 +534,9 @@ static __always_inline void save_context_to_buffer(bufs_t *bufs_p, sys_context_t
 // save_to_submit_buf appends `type` and then `size` bytes from ptr, which
 // points to the program's own stack (every non-string argument value is
 // built there), so a plain copy does: no helper call.
-static __always_inline int save_to_submit_buf(bufs_t *bufs_p, void *ptr, u32 size, u8 type)
+static __always_inline int save_to_submit_buf(u32 buf, bufs_t *bufs_p, void *ptr, u32 size, u8 type)
 {
-	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	u32 *off = get_buf_off(buf);
 	if (!off)
 		return 0;
 
@@ -533,9 +554,9 @@ static __always_inline int save_to_submit_buf(bufs_t *bufs_p, void *ptr, u32 siz
 
 // save_str_to_buf appends STR_T, the string's size including its NUL (s32),
 // then the string.
-static __always_inline int save_str_to_buf(bufs_t *bufs_p, const char *ptr)
+static __always_inline int save_str_to_buf(u32 buf, bufs_t *bufs_p, const char *ptr)
 {
-	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	u32 *off = get_buf_off(buf);
 	if (!off)
 		return 0;
 
@@ -557,7 +578,7 @@ static __always_inline int save_str_to_buf(bufs_t *bufs_p, const char *ptr)
 
 // save_args_to_buffer appends each argument slot that `types` declares,
 // reading its value through the pointer in args.
-static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t *args)
+static __always_inline int save_args_to_buffer(u32 buf, bufs_t *bufs_p, u64 types, args_t *args)
 {
 #pragma unroll
 	for (int i = 0; i < MAX_ARGS; i++) {
@@ -568,39 +589,39 @@ static __always_inline int save_args_to_buffer(bufs_t *bufs_p, u64 types, args_t
 		case NONE_T:
 			break;
 		case STR_T:
-			save_str_to_buf(bufs_p, ptr);
+			save_str_to_buf(buf, bufs_p, ptr);
 			break;
 		case SOCKADDR_T: {
 			u16 family = *(u16 *)ptr;
 			if (family == AF_INET)
-				save_to_submit_buf(bufs_p, ptr, sizeof(struct sockaddr_in_t), SOCKADDR_T);
+				save_to_submit_buf(buf, bufs_p, ptr, sizeof(struct sockaddr_in_t), SOCKADDR_T);
 			else if (family == AF_INET6)
-				save_to_submit_buf(bufs_p, ptr, sizeof(struct sockaddr_in6_t), SOCKADDR_T);
+				save_to_submit_buf(buf, bufs_p, ptr, sizeof(struct sockaddr_in6_t), SOCKADDR_T);
 			else
-				save_to_submit_buf(bufs_p, ptr, sizeof(u16), SOCKADDR_T);
+				save_to_submit_buf(buf, bufs_p, ptr, sizeof(u16), SOCKADDR_T);
 			break;
 		}
 		case ULONG_T:
-			save_to_submit_buf(bufs_p, ptr, sizeof(u64), ULONG_T);
+			save_to_submit_buf(buf, bufs_p, ptr, sizeof(u64), ULONG_T);
 			break;
 		case TCP_CLOSE_T:
-			save_to_submit_buf(bufs_p, ptr, sizeof(struct tcp_close_info), TCP_CLOSE_T);
+			save_to_submit_buf(buf, bufs_p, ptr, sizeof(struct tcp_close_info), TCP_CLOSE_T);
 			break;
 		default: // INT_T and the flag types: 4 bytes
-			save_to_submit_buf(bufs_p, ptr, sizeof(int), type);
+			save_to_submit_buf(buf, bufs_p, ptr, sizeof(int), type);
 			break;
 		}
 	}
 	return 0;
 }
 
-static __always_inline int events_perf_submit(void *ctx)
+static __always_inline int events_perf_submit(void *ctx, u32 buf)
 {
-	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
+	bufs_t *bufs_p = get_buf(buf);
 	if (!bufs_p)
 		return -1;
 
-	u32 *off = get_buf_off(DATA_BUF_TYPE);
+	u32 *off = get_buf_off(buf);
 	if (!off)
 		return -1;
 
@@ -609,10 +630,12 @@ static __always_inline int events_perf_submit(void *ctx)
 		return -1;
 	long err;
 	if (use_ringbuf) {
-		u64 avail = bpf_ringbuf_query(&sys_events_rb, BPF_RB_AVAIL_DATA);
-		u64 flags = avail < ringbuf_wakeup_bytes && avail + size >= ringbuf_wakeup_bytes ?
-				    BPF_RB_FORCE_WAKEUP :
-				    BPF_RB_NO_WAKEUP;
+		u64 flags = BPF_RB_NO_WAKEUP;
+		u32 zero = 0;
+		u32 *writes = bpf_map_lookup_elem(&rb_writes, &zero);
+		if (writes && ((*writes)++ & (RB_QUERY_EVERY - 1)) == 0 &&
+		    bpf_ringbuf_query(&sys_events_rb, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
 		err = bpf_ringbuf_output(&sys_events_rb, bufs_p->buf, size, flags);
 	} else {
 		err = bpf_perf_event_output(ctx, &sys_events, BPF_F_CURRENT_CPU, bufs_p->buf, size);
@@ -678,22 +701,34 @@ static __always_inline void fill_sockaddrs(struct sock *sk, union sockaddr_t *re
 
 // ===== events =====
 
+// tcp_sk_of is sk as a struct tcp_sock. btf: sk is a BTF-typed pointer,
+// and bpf_skc_to_tcp_sock() (Linux 5.9+, tracing programs) returns one the
+// program may read directly; without, the fields are probe-read.
+static __always_inline struct tcp_sock *tcp_sk_of(struct sock *sk, bool btf)
+{
+	return btf ? bpf_skc_to_tcp_sock(sk) : (struct tcp_sock *)sk;
+}
+
 // client_isn is the initial sequence number of a connection this task
 // connected: snd_una - bytes_acked, since bytes_acked counts every byte of
 // sequence space acknowledged, the SYN included.
-static __always_inline u32 client_isn(struct sock *sk)
+static __always_inline u32 client_isn(struct sock *sk, bool btf)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	return BPF_CORE_READ(tp, snd_una) - (u32)BPF_CORE_READ(tp, bytes_acked);
+	struct tcp_sock *tp = tcp_sk_of(sk, btf);
+	if (!tp)
+		return 0;
+	return READ(btf, tp, snd_una) - (u32)READ(btf, tp, bytes_acked);
 }
 
 // server_isn is the client's initial sequence number as the accepted end
 // knows it: rcv_nxt starts at ISN + 1 and bytes_received counts the
 // sequence space received since (a FIN included).
-static __always_inline u32 server_isn(struct sock *sk)
+static __always_inline u32 server_isn(struct sock *sk, bool btf)
 {
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
-	return BPF_CORE_READ(tp, rcv_nxt) - 1 - (u32)BPF_CORE_READ(tp, bytes_received);
+	struct tcp_sock *tp = tcp_sk_of(sk, btf);
+	if (!tp)
+		return 0;
+	return READ(btf, tp, rcv_nxt) - 1 - (u32)READ(btf, tp, bytes_received);
 }
 
 // submit_sock_event assembles and sends one event about sk with the given
@@ -705,18 +740,20 @@ static __always_inline u32 server_isn(struct sock *sk)
 // subject to visibility: failures always reach user space. It returns
 // whether the event passed those filters (and so was sent, or counted in
 // STAT_PERF_ERRORS).
-static __always_inline bool submit_sock_event(void *ctx, struct sock *sk, sys_context_t *context,
+static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *sk, sys_context_t *context,
 					      u32 id_v4, u32 id_v6, u64 start_ts, bool with_isn, u32 isn,
 					      struct tcp_close_info *info, bool btf)
 {
 	if (skip_context(context))
 		return false;
-	if (context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
+	// A close follows its connection: visibility was decided when the
+	// connection was reported (an entry in conns says it was).
+	if (!info && context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
 		count(STAT_DROPPED_VISIBILITY);
 		return false;
 	}
 
-	bufs_t *bufs_p = get_buf(DATA_BUF_TYPE);
+	bufs_t *bufs_p = get_buf(buf);
 	if (!bufs_p)
 		return false;
 
@@ -754,16 +791,18 @@ static __always_inline bool submit_sock_event(void *ctx, struct sock *sk, sys_co
 	context->event_id = family == AF_INET6 ? id_v6 : id_v4;
 	context->argnum = get_arg_num(types);
 
-	set_buf_off(DATA_BUF_TYPE, sizeof(sys_context_t));
+	set_buf_off(buf, sizeof(sys_context_t));
 	save_context_to_buffer(bufs_p, context);
-	save_args_to_buffer(bufs_p, types, &args);
-	events_perf_submit(ctx);
+	save_args_to_buffer(buf, bufs_p, types, &args);
+	events_perf_submit(ctx, buf);
 	return true;
 }
 
 // track_conn remembers a reported connection until it closes.
 static __always_inline void track_conn(struct sock *sk, sys_context_t *context, u8 side)
 {
+	if (!track_closes)
+		return;
 	u64 key = (u64)sk;
 	struct conn_live live = {};
 	__builtin_memcpy(&live.ctx, context, sizeof(live.ctx));
@@ -798,7 +837,7 @@ static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 	sys_context_t context;
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	context.retval = ret;
-	submit_sock_event(ctx, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false, 0, NULL, false);
+	submit_sock_event(ctx, DATA_BUF_TYPE, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false, 0, NULL, false);
 	return 0;
 }
 
@@ -821,8 +860,8 @@ static __always_inline int accepted(void *ctx, struct sock *newsk, bool task_btf
 	sys_context_t context = {};
 	init_context(&context, task_btf);
 	count(STAT_ACCEPTS);
-	if (submit_sock_event(ctx, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0, true, server_isn(newsk), NULL,
-			      false) &&
+	if (submit_sock_event(ctx, DATA_BUF_TYPE, newsk, &context, _TCP_ACCEPT, _TCP_ACCEPT_v6, 0, true,
+			      server_isn(newsk, false), NULL, false) &&
 	    BPF_CORE_READ(newsk, __sk_common.skc_state) != TCP_CLOSE)
 		track_conn(newsk, &context, SIDE_SERVER);
 	return 0;
@@ -906,13 +945,15 @@ static __always_inline int closed(void *ctx, struct sock *sk, int oldstate, bool
 	bpf_map_delete_elem(&conns, &key);
 	count(STAT_CONNS_CLOSED);
 
-	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tcp_sock *tp = tcp_sk_of(sk, btf);
+	if (!tp)
+		return 0;
 	struct tcp_close_info info = {};
-	info.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	info.bytes_received = BPF_CORE_READ(tp, bytes_received);
-	info.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	info.total_retrans = BPF_CORE_READ(tp, total_retrans);
-	info.isn = side == SIDE_CLIENT ? client_isn(sk) : server_isn(sk);
+	info.bytes_acked = READ(btf, tp, bytes_acked);
+	info.bytes_received = READ(btf, tp, bytes_received);
+	info.srtt_us = READ(btf, tp, srtt_us) >> 3;
+	info.total_retrans = READ(btf, tp, total_retrans);
+	info.isn = side == SIDE_CLIENT ? client_isn(sk, btf) : server_isn(sk, btf);
 	info.oldstate = oldstate;
 	info.side = side;
 
@@ -922,7 +963,7 @@ static __always_inline int closed(void *ctx, struct sock *sk, int oldstate, bool
 	context.retval = err ? -err : 0;
 	u64 start_ts = context.ts;
 	context.ts = bpf_ktime_get_ns();
-	submit_sock_event(ctx, sk, &context, _TCP_CLOSE, _TCP_CLOSE_v6, start_ts, false, 0, &info, btf);
+	submit_sock_event(ctx, STATE_BUF_TYPE, sk, &context, _TCP_CLOSE, _TCP_CLOSE_v6, start_ts, false, 0, &info, btf);
 	return 0;
 }
 
@@ -939,7 +980,7 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 		return 0;
 	}
 	if (newstate == TCP_CLOSE && oldstate != TCP_SYN_SENT)
-		return closed(ctx, sk, oldstate, btf);
+		return track_closes ? closed(ctx, sk, oldstate, btf) : 0;
 
 	// SYN_SENT -> SYN_RECV is a simultaneous open: not an outcome yet.
 	if (oldstate != TCP_SYN_SENT || newstate == TCP_SYN_RECV)
@@ -999,7 +1040,8 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 			context.retval = -ECONNABORTED;
 	}
 	context.ts = bpf_ktime_get_ns();
-	if (submit_sock_event(ctx, sk, &context, id_v4, id_v6, start_ts, true, client_isn(sk), NULL, btf) &&
+	if (submit_sock_event(ctx, STATE_BUF_TYPE, sk, &context, id_v4, id_v6, start_ts, true, client_isn(sk, btf), NULL,
+			      btf) &&
 	    established)
 		track_conn(sk, &context, SIDE_CLIENT);
 	return 0;

@@ -75,6 +75,7 @@ const (
 	connwatchMapConnAttempts            = "conn_attempts"
 	connwatchMapConnectArgs             = "connect_args"
 	connwatchMapConns                   = "conns"
+	connwatchMapRbWrites                = "rb_writes"
 	connwatchMapStats                   = "stats"
 	connwatchMapSysEvents               = "sys_events"
 	connwatchMapSysEventsRb             = "sys_events_rb"
@@ -95,6 +96,7 @@ const (
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
 	connwatchVarMonitorMode             = "monitor_mode"
 	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
+	connwatchVarTrackCloses             = "track_closes"
 	connwatchVarUseRingbuf              = "use_ringbuf"
 )
 
@@ -163,6 +165,7 @@ type connwatchMapSpecs struct {
 	ConnAttempts *ebpf.MapSpec `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.MapSpec `ebpf:"connect_args"`
 	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	RbWrites     *ebpf.MapSpec `ebpf:"rb_writes"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	SysEvents    *ebpf.MapSpec `ebpf:"sys_events"`
 	SysEventsRb  *ebpf.MapSpec `ebpf:"sys_events_rb"`
@@ -177,6 +180,7 @@ type connwatchVariableSpecs struct {
 	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
+	TrackCloses            *ebpf.VariableSpec `ebpf:"track_closes"`
 	UseRingbuf             *ebpf.VariableSpec `ebpf:"use_ringbuf"`
 }
 
@@ -205,6 +209,7 @@ type connwatchMaps struct {
 	ConnAttempts *ebpf.Map `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.Map `ebpf:"connect_args"`
 	Conns        *ebpf.Map `ebpf:"conns"`
+	RbWrites     *ebpf.Map `ebpf:"rb_writes"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	SysEvents    *ebpf.Map `ebpf:"sys_events"`
 	SysEventsRb  *ebpf.Map `ebpf:"sys_events_rb"`
@@ -218,6 +223,7 @@ func (m *connwatchMaps) Close() error {
 		m.ConnAttempts,
 		m.ConnectArgs,
 		m.Conns,
+		m.RbWrites,
 		m.Stats,
 		m.SysEvents,
 		m.SysEventsRb,
@@ -233,6 +239,7 @@ type connwatchVariables struct {
 	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
 	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
+	TrackCloses            *ebpf.Variable `ebpf:"track_closes"`
 	UseRingbuf             *ebpf.Variable `ebpf:"use_ringbuf"`
 }
 

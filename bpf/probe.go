@@ -82,6 +82,9 @@ type Options struct {
 	// connection is forgotten and sends no close event
 	// (KernelStats.ConnsForgotten). Default 65536.
 	MaxConnections uint32
+	// NoCloses leaves connections untracked, so no close event is sent:
+	// for measuring what close tracking costs.
+	NoCloses bool
 }
 
 // Probe is the loaded and attached kernel program and the reader of its
@@ -413,6 +416,9 @@ func (p *Probe) loadAttach(m Mode, atts []attachment, opts Options) error {
 	}
 	if err := spec.Variables["attempts_from_tracepoint"].Set(m == ModeTracepoint); err != nil {
 		return fmt.Errorf("setting attempts_from_tracepoint: %w", err)
+	}
+	if err := spec.Variables["track_closes"].Set(!opts.NoCloses); err != nil {
+		return fmt.Errorf("setting track_closes: %w", err)
 	}
 	ring := opts.Transport == TransportRingbuf
 	if err := spec.Variables["use_ringbuf"].Set(ring); err != nil {
