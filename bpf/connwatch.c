@@ -762,6 +762,7 @@ static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *s
 
 	args_t args = {};
 	u64 types;
+	u64 isn64 = isn; // the TCP_ISN_T value: its low 4 bytes
 	if (info) {
 		types = ARG_TYPE0(SOCKADDR_T) | ARG_TYPE1(SOCKADDR_T) | ARG_TYPE2(ULONG_T) | ARG_TYPE3(TCP_CLOSE_T);
 		args.args[0] = (u64)&remote;
@@ -774,16 +775,18 @@ static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *s
 		args.args[0] = (u64)&prot->name;
 		args.args[1] = (u64)&remote;
 		args.args[2] = (u64)&local;
+		// Slots 3 and 4 always point to 8 readable bytes: older
+		// verifiers (6.1) lose the link between a bit of `types` and
+		// the branch that set its pointer, and check every pairing.
+		args.args[3] = (u64)&isn64;
+		args.args[4] = (u64)&isn64;
 		if (start_ts) {
 			types |= ARG_TYPE3(ULONG_T);
 			args.args[3] = (u64)&start_ts;
-			if (with_isn) {
+			if (with_isn)
 				types |= ARG_TYPE4(TCP_ISN_T);
-				args.args[4] = (u64)&isn;
-			}
 		} else if (with_isn) {
 			types |= ARG_TYPE3(TCP_ISN_T);
-			args.args[3] = (u64)&isn;
 		}
 	}
 	u16 family = READ(btf, sk, __sk_common.skc_family);

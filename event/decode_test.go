@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -176,6 +177,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(newSample(TCPConnect).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).Bytes())
 	f.Add(newSample(TCPConnectV6).Str("TCPv6").Sockaddr(netip.MustParseAddrPort("[::1]:5")).Sockaddr(netip.MustParseAddrPort("[::ffff:1.2.3.4]:9")).Bytes())
 	f.Add(newSample(TCPConnect).Str("TCP").Family(1).Int(3).Bytes())
+	f.Add(newSample(TCPClose).Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).
+		ULong(1).CloseInfo(Close{BytesSent: 3, BytesReceived: 4, RTTMicros: 5, Retransmits: 6, OldState: 4, Server: true}, 7).Bytes())
+	f.Add(newSample(TCPAccept).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).ISN(8).Bytes())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ev, err := Decode(b)
@@ -271,5 +275,66 @@ func TestSplitAttempt(t *testing.T) {
 	}
 	if _, ok := ev.SplitAttempt(); ok {
 		t.Error("a 412 result split again")
+	}
+}
+
+// A close sample decodes into its connection's figures, names its
+// protocol by its ID, prints them as JSON, and a cut anywhere is an error.
+func TestDecodeClose(t *testing.T) {
+	c := Close{BytesSent: 200002, BytesReceived: 50001, RTTMicros: 66, Retransmits: 2, OldState: 5, Server: true}
+	b := newSample(TCPCloseV6).
+		Sockaddr(netip.MustParseAddrPort("[2001:db8::1]:40000")).
+		Sockaddr(netip.MustParseAddrPort("[2001:db8::2]:443")).
+		ULong(23456789).CloseInfo(c, 0xdeadbeef).Bytes()
+	ev, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ev.IsClose() || ev.Close != c || ev.ISN != 0xdeadbeef || !ev.HasISN || ev.Protocol != "TCPv6" || ev.ArgNum != 4 {
+		t.Fatalf("decoded %+v", ev)
+	}
+	if ev.Lifetime() != 100*time.Millisecond || !ev.Inbound() || ev.Direction() != "inbound" || ev.CloseHow() != CloseFIN {
+		t.Errorf("lifetime %v inbound %v %s how %s", ev.Lifetime(), ev.Inbound(), ev.Direction(), ev.CloseHow())
+	}
+	line := string(AppendJSON(nil, &ev, "test"))
+	for _, want := range []string{`"event":"connwatch.tcp.close"`, `"event_id":422`, `"close":"fin"`, `"lifetime_ns":100000000`,
+		`"bytes_sent":200002`, `"bytes_received":50001`, `"rtt_us":66`, `"retransmits":2`, `"direction":"inbound"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("JSON lacks %s: %s", want, line)
+		}
+	}
+	for n := ContextSize; n < len(b); n++ {
+		if _, err := Decode(b[:n]); !errors.Is(err, ErrShort) {
+			t.Fatalf("Decode of %d of %d bytes: %v, want ErrShort", n, len(b), err)
+		}
+	}
+	acc, err := Decode(newSample(TCPAccept).Str("TCP").Sockaddr(netip.MustParseAddrPort("1.2.3.4:5")).
+		Sockaddr(netip.MustParseAddrPort("5.6.7.8:9")).ISN(42).Bytes())
+	if err != nil || acc.ISN != 42 || !acc.HasISN {
+		t.Errorf("accept with ISN: %+v, %v", acc, err)
+	}
+}
+
+func TestCloseHow(t *testing.T) {
+	for _, c := range []struct {
+		retval int64
+		state  uint8
+		want   string
+	}{
+		{0, 5, CloseFIN},                  // FIN_WAIT2 -> CLOSE (TIME_WAIT)
+		{0, 9, CloseFIN},                  // LAST_ACK
+		{0, StateEstablished, CloseReset}, // RST sent (SO_LINGER 0)
+		{0, StateCloseWait, CloseReset},
+		{-104, StateEstablished, CloseReset}, // ECONNRESET
+		{-32, 7, CloseReset},                 // EPIPE
+		{-110, StateEstablished, CloseTimeout},
+	} {
+		ev := Event{EventID: TCPClose, Retval: c.retval, Close: Close{OldState: c.state}}
+		if got := ev.CloseHow(); got != c.want {
+			t.Errorf("retval %d from state %d: %s, want %s", c.retval, c.state, got, c.want)
+		}
+	}
+	if (&Event{EventID: TCPAccept}).CloseHow() != "" {
+		t.Errorf("an accept has a CloseHow")
 	}
 }

@@ -96,3 +96,28 @@ func (s *SampleBuilder) Bytes() []byte {
 	binary.LittleEndian.PutUint32(s.ctx[40:], s.n)
 	return append(append([]byte{}, s.ctx[:]...), s.args...)
 }
+
+// ISN adds a TCP_ISN_T argument.
+func (s *SampleBuilder) ISN(v uint32) *SampleBuilder {
+	s.args = append(s.args, ArgTCPISN)
+	s.args = binary.LittleEndian.AppendUint32(s.args, v)
+	s.n++
+	return s
+}
+
+// CloseInfo adds a TCP_CLOSE_T argument: c's fields and isn.
+func (s *SampleBuilder) CloseInfo(c Close, isn uint32) *SampleBuilder {
+	s.args = append(s.args, ArgTCPClose)
+	s.args = binary.LittleEndian.AppendUint64(s.args, c.BytesSent)
+	s.args = binary.LittleEndian.AppendUint64(s.args, c.BytesReceived)
+	s.args = binary.LittleEndian.AppendUint32(s.args, c.RTTMicros)
+	s.args = binary.LittleEndian.AppendUint32(s.args, c.Retransmits)
+	s.args = binary.LittleEndian.AppendUint32(s.args, isn)
+	side := byte(0)
+	if c.Server {
+		side = 1
+	}
+	s.args = append(s.args, c.OldState, side, 0, 0)
+	s.n++
+	return s
+}

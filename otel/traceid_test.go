@@ -2,7 +2,10 @@ package otel
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/connwatch/connwatch/event"
@@ -129,5 +132,52 @@ func BenchmarkConnIDs(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		ids.derive(c, s, uint32(i))
+	}
+}
+
+// The JSON lines carry the same trace context: the SERVER span names the
+// CLIENT span as parent_span_id, each close line its end's span.
+func TestStdoutConnectionOneTrace(t *testing.T) {
+	out := &syncBuffer{}
+	e := newStdoutExporter(t, testOptions(), out)
+	result, accept, clientClose, serverClose := connectionEnds(0x12345678)
+	for _, ev := range []*event.Event{result, accept, clientClose, serverClose} {
+		e.Emit(ev)
+	}
+	if err := e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans := map[string]SpanLine{}
+	var closes []LogLine
+	for line := range strings.SplitSeq(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if strings.Contains(line, `"type":"span"`) {
+			var s SpanLine
+			if err := json.Unmarshal([]byte(line), &s); err != nil {
+				t.Fatal(err)
+			}
+			spans[s.Kind] = s
+		} else if strings.Contains(line, `"event":"connwatch.tcp.close"`) {
+			var l LogLine
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatal(err)
+			}
+			closes = append(closes, l)
+		}
+	}
+	client, server := spans["client"], spans["server"]
+	if client.TraceID == "" || server.TraceID != client.TraceID || server.ParentSpanID != client.SpanID || client.ParentSpanID != "" {
+		t.Errorf("client %+v\nserver %+v", client, server)
+	}
+	if len(closes) != 2 {
+		t.Fatalf("%d close lines", len(closes))
+	}
+	for _, l := range closes {
+		want := client
+		if l.Attributes["connwatch.direction"] == "inbound" {
+			want = server
+		}
+		if l.TraceID != want.TraceID || l.SpanID != want.SpanID {
+			t.Errorf("close line %s/%s, its span %s/%s", l.TraceID, l.SpanID, want.TraceID, want.SpanID)
+		}
 	}
 }
