@@ -122,21 +122,11 @@ func startCloseServer(t *testing.T, spec string) (*exec.Cmd, netip.AddrPort, *bu
 	return cmd, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)), out, stdin
 }
 
-// isClose matches the close event of the connection local -> remote as
-// one end sees it.
-func isClose(local, remote netip.AddrPort) func(*event.Event) bool {
-	return func(ev *event.Event) bool { return ev.IsClose() && ev.Local == local && ev.Remote == remote }
-}
-
-// A client that sends 200 000 bytes and receives 50 000 over a connection
-// that lives about a second: each end's close event carries its own
-// process, the bytes in the right direction, the lifetime, an RTT, and
-// the ISN both ends and the handshake agree on.
-func TestCloseBytesLifetimeRTT(t *testing.T) {
-	const sent, received = 200_000, 50_000
-	w := startProbe(t, bpf.Options{})
-	server, addr, out, _ := startCloseServer(t, fmt.Sprintf("%d %d", sent, received))
-
+// talkAndClose connects to the close server at addr, sends sent bytes,
+// reads received, closes about a second after connecting, waits for the
+// server to close its end, and returns the client's address.
+func talkAndClose(t *testing.T, addr netip.AddrPort, out *bufio.Scanner, sent, received int) netip.AddrPort {
+	t.Helper()
 	start := time.Now()
 	c, err := net.Dial("tcp4", addr.String())
 	if err != nil {
@@ -154,6 +144,24 @@ func TestCloseBytesLifetimeRTT(t *testing.T) {
 	if !out.Scan() || out.Text() != "done" {
 		t.Fatalf("close server: %q", out.Text())
 	}
+	return local
+}
+
+// isClose matches the close event of the connection local -> remote as
+// one end sees it.
+func isClose(local, remote netip.AddrPort) func(*event.Event) bool {
+	return func(ev *event.Event) bool { return ev.IsClose() && ev.Local == local && ev.Remote == remote }
+}
+
+// A client that sends 200 000 bytes and receives 50 000 over a connection
+// that lives about a second: each end's close event carries its own
+// process, the bytes in the right direction, the lifetime, an RTT, and
+// the ISN both ends and the handshake agree on.
+func TestCloseBytesLifetimeRTT(t *testing.T) {
+	const sent, received = 200_000, 50_000
+	w := startProbe(t, bpf.Options{})
+	server, addr, out, _ := startCloseServer(t, fmt.Sprintf("%d %d", sent, received))
+	local := talkAndClose(t, addr, out, sent, received)
 
 	result := w.waitEvent(t, eventTimeout, "the client's result", func(ev *event.Event) bool {
 		return ev.IsResult() && ev.Local == local && ev.Remote == addr
@@ -373,23 +381,7 @@ func TestAgentExportsCloseRecords(t *testing.T) {
 	r := otlptest.Start(t)
 	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + r.Endpoint()}, "-c", writeTempConfig(t, "telemetry:\n  listen: \"\"\n"))
 	server, addr, out, _ := startCloseServer(t, fmt.Sprintf("%d %d", sent, received))
-	start := time.Now()
-	c, err := net.Dial("tcp4", addr.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := netip.MustParseAddrPort(c.LocalAddr().String())
-	if _, err := c.Write(make([]byte, sent)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(c, make([]byte, received)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Until(start.Add(time.Second)))
-	c.Close()
-	if !out.Scan() || out.Text() != "done" {
-		t.Fatalf("close server: %q", out.Text())
-	}
+	local := talkAndClose(t, addr, out, sent, received)
 
 	span := func(what string, match func(otlptest.Span) bool) otlptest.Span {
 		t.Helper()
