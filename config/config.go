@@ -17,7 +17,10 @@
 //	if err := cfg.ApplyEnv(os.Getenv); err != nil { ... }
 package config
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Values of probe.attach.
 const (
@@ -136,6 +139,33 @@ type Export struct {
 	FlushTimeout time.Duration
 	// Queue bounds what waits for the collector.
 	Queue Queue
+	// TraceKey keys the hash that derives a connection's trace and span
+	// IDs from its addresses, ports and initial sequence number; agents
+	// whose spans are to join must share it. Empty uses the public
+	// default key. When set it is MinTraceKeyBytes to MaxTraceKeyBytes
+	// bytes. Environment: CONNWATCH_TRACE_KEY.
+	TraceKey string
+}
+
+// Bounds of export.trace_key. A key shorter than 16 bytes could be
+// guessed; HMAC hashes a key longer than its block (64 bytes) first, so
+// more than a few hundred bytes buys nothing.
+const (
+	MinTraceKeyBytes = 16
+	MaxTraceKeyBytes = 1024
+)
+
+// checkTraceKey says what is wrong with a trace key, or "" when nothing is.
+func checkTraceKey(k string) string {
+	switch {
+	case k == "":
+		return ""
+	case len(k) < MinTraceKeyBytes:
+		return fmt.Sprintf("%d bytes is too short for a key (at least %d; e.g. the output of `head -c 32 /dev/urandom | base64`)", len(k), MinTraceKeyBytes)
+	case len(k) > MaxTraceKeyBytes:
+		return fmt.Sprintf("%d bytes is too long (at most %d)", len(k), MaxTraceKeyBytes)
+	}
+	return ""
 }
 
 // Queue is the export.queue section: the encoded batches that wait for

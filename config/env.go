@@ -24,6 +24,10 @@ const (
 	EnvCertificate       = "OTEL_EXPORTER_OTLP_CERTIFICATE"
 	EnvClientCertificate = "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"
 	EnvClientKey         = "OTEL_EXPORTER_OTLP_CLIENT_KEY"
+
+	// EnvTraceKey overrides export.trace_key, so that a Kubernetes
+	// Secret can supply it (secretKeyRef) instead of the ConfigMap.
+	EnvTraceKey = "CONNWATCH_TRACE_KEY"
 )
 
 // EnvError is an invalid environment variable value.
@@ -38,7 +42,7 @@ func (e *EnvError) Error() string {
 }
 
 // ApplyEnv overrides export.otlp settings with the OpenTelemetry
-// environment variables, read through getenv (normally os.Getenv).
+// environment variables, and export.trace_key with CONNWATCH_TRACE_KEY, read through getenv (normally os.Getenv).
 // A variable that is unset or empty (after trimming spaces) leaves the
 // setting alone; a set variable wins over the file:
 //
@@ -54,6 +58,8 @@ func (e *EnvError) Error() string {
 //   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
 //     and OTEL_EXPORTER_OTLP_CLIENT_KEY set the file paths; the client
 //     certificate and key must end up both set or both empty.
+//   - CONNWATCH_TRACE_KEY sets export.trace_key (16 to 1024 bytes, taken
+//     as it is, surrounding spaces trimmed).
 //
 // Invalid values are reported as [EnvError] values naming the variable,
 // joined with errors.Join; the configuration is then left unchanged.
@@ -152,6 +158,14 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			*e.dst = v
 		}
 	}
+	traceKey := c.Export.TraceKey
+	if v, ok := get(EnvTraceKey); ok {
+		if msg := checkTraceKey(v); msg != "" {
+			fail(EnvTraceKey, "%s", msg)
+		} else {
+			traceKey = v
+		}
+	}
 	if len(errs) == 0 {
 		switch {
 		case o.ClientCertificate != "" && o.ClientKey == "":
@@ -164,6 +178,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		return errors.Join(errs...)
 	}
 	c.Export.OTLP = o
+	c.Export.TraceKey = traceKey
 	return nil
 }
 

@@ -119,6 +119,8 @@ func TestApplyEnvErrors(t *testing.T) {
 			`OTEL_EXPORTER_OTLP_CLIENT_KEY: must be set (or export.otlp.client_key given) when a client certificate is configured`},
 		{"client key without certificate", "", map[string]string{EnvClientKey: "/k.pem"},
 			`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: must be set (or export.otlp.client_certificate given) when a client key is configured`},
+		{"trace key too short", "", map[string]string{EnvTraceKey: "k"},
+			"CONNWATCH_TRACE_KEY: 1 bytes is too short for a key (at least 16; e.g. the output of `head -c 32 /dev/urandom | base64`)"},
 		{"several", "", map[string]string{EnvInsecure: "1", EnvTimeout: "x"},
 			"OTEL_EXPORTER_OTLP_INSECURE: \"1\" is not true or false\n" +
 				`OTEL_EXPORTER_OTLP_TIMEOUT: "x" is not a whole number of milliseconds`},
@@ -167,5 +169,24 @@ func TestEffectiveEndpoints(t *testing.T) {
 	}
 	if (&OTLP{}).EffectiveTracesEndpoint() != "" {
 		t.Error("no endpoint should mean standard output")
+	}
+}
+
+func TestApplyEnvTraceKey(t *testing.T) {
+	c, err := Parse("c.yaml", []byte("export: {trace_key: \"from the file, 16+ bytes\"}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Export.TraceKey != "from the file, 16+ bytes" {
+		t.Fatalf("file key %q", c.Export.TraceKey)
+	}
+	if err := c.ApplyEnv(env(map[string]string{EnvTraceKey: "  from a Secret, 16+ bytes \n"})); err != nil {
+		t.Fatal(err)
+	}
+	if c.Export.TraceKey != "from a Secret, 16+ bytes" {
+		t.Errorf("CONNWATCH_TRACE_KEY gave %q, want it trimmed and winning over the file", c.Export.TraceKey)
+	}
+	if err := c.ApplyEnv(env(nil)); err != nil || c.Export.TraceKey != "from a Secret, 16+ bytes" {
+		t.Errorf("unset CONNWATCH_TRACE_KEY changed the key to %q (%v)", c.Export.TraceKey, err)
 	}
 }

@@ -60,6 +60,7 @@ func (c *Config) YAML() []byte {
 				"directory", str(c.Export.Queue.Directory),
 				"disk_mib", integer(uint32(c.Export.Queue.DiskMiB)),
 			),
+			"trace_key", str(c.Export.TraceKey),
 		),
 		"telemetry", mapping("listen", str(c.Telemetry.Listen)),
 		"enrich", mapping(

@@ -53,6 +53,7 @@ export:
     memory_mib: 64
     directory: ""
     disk_mib: 1024
+  trace_key: ""
 telemetry:
   listen: 127.0.0.1:9464
 enrich:
@@ -95,6 +96,7 @@ func TestRoundTrip(t *testing.T) {
 		Logs:         true,
 		FlushTimeout: time.Hour + time.Nanosecond,
 		Queue:        Queue{MemoryMiB: 1, Directory: "/tmp/q: x", DiskMiB: 1048576},
+		TraceKey:     "#not a comment: 16+ bytes",
 	}
 	c.Probe.IncludeAgent = true
 	c.Telemetry.Listen = "[::]:0"

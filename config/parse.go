@@ -177,7 +177,7 @@ var (
 	visibilityKeys = []string{"host", "default", "rules"}
 	ruleKeys       = []string{"match", "scopes"}
 	matchKeys      = []string{"container_id", "cgroup", "pid_ns", "mnt_ns"}
-	exportKeys     = []string{"otlp", "traces", "logs", "flush_timeout", "queue"}
+	exportKeys     = []string{"otlp", "traces", "logs", "flush_timeout", "queue", "trace_key"}
 	queueKeys      = []string{"memory_mib", "directory", "disk_mib"}
 	otlpKeys       = []string{"endpoint", "traces_endpoint", "logs_endpoint", "insecure", "headers",
 		"compression", "timeout", "certificate", "client_certificate", "client_key"}
@@ -656,6 +656,14 @@ func (p *parser) export(n *yaml.Node, e *Export) {
 			p.setBool(v, where, &e.Logs)
 		case "flush_timeout":
 			p.setDuration(v, where, &e.FlushTimeout)
+		case "trace_key":
+			if k, ok := p.str(v, where); ok {
+				if msg := checkTraceKey(k); msg != "" {
+					p.errorf(v, "%s: %s", where, msg)
+				} else {
+					e.TraceKey = k
+				}
+			}
 		case "queue":
 			p.walkMap(v, where, queueKeys, func(key string, _, v *yaml.Node) {
 				where := "export.queue." + key

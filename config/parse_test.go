@@ -139,7 +139,11 @@ func TestParseErrors(t *testing.T) {
 
 		// export.
 		{"unknown export key", "export:\n  trace: true\n",
-			`connwatch.yaml:2:3: unknown key "trace" in export (expected one of: otlp, traces, logs, flush_timeout, queue)`},
+			`connwatch.yaml:2:3: unknown key "trace" in export (expected one of: otlp, traces, logs, flush_timeout, queue, trace_key)`},
+		{"trace key too short", "export: {trace_key: secret}\n",
+			"connwatch.yaml:1:21: export.trace_key: 6 bytes is too short for a key (at least 16; e.g. the output of `head -c 32 /dev/urandom | base64`)"},
+		{"trace key not a string", "export: {trace_key: 12345678901234567890}\n",
+			`connwatch.yaml:1:21: export.trace_key: expected a string, got the integer 12345678901234567890 (quote it to use it as a string)`},
 		{"max connections too small", "probe: {max_connections: 10}\n",
 			`connwatch.yaml:1:26: probe.max_connections: 10 is not a number from 64 to 16777216`},
 		{"max connections not a number", "probe: {max_connections: lots}\n",

@@ -1,6 +1,7 @@
 package otel
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
@@ -188,7 +189,7 @@ func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 		budget:          &budget{limit: opts.queueBytes()},
 		entries:         make(map[resourceKey]*workload),
 		rng:             rand.NewChaCha8(seed),
-		ids:             newConnIDs([]byte(DefaultTraceKey)),
+		ids:             newConnIDs([]byte(cmp.Or(opts.TraceKey, DefaultTraceKey))),
 		stopFlusher:     make(chan struct{}),
 		flusherDone:     make(chan struct{}),
 	}

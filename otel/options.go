@@ -78,6 +78,11 @@ type Options struct {
 	Traces bool
 	Logs   bool
 
+	// TraceKey keys the hash that derives each connection's trace and
+	// span IDs (see connIDs); empty means DefaultTraceKey. Agents whose
+	// spans are to join in one trace must share it.
+	TraceKey string
+
 	// Stdout receives the JSON lines of signals without an endpoint;
 	// nil means os.Stdout. It is never closed.
 	Stdout io.Writer

@@ -2,6 +2,8 @@ package otel
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
 	"context"
 	"encoding/json"
 	"net/netip"
@@ -179,5 +181,59 @@ func TestStdoutConnectionOneTrace(t *testing.T) {
 		if l.TraceID != want.TraceID || l.SpanID != want.SpanID {
 			t.Errorf("close line %s/%s, its span %s/%s", l.TraceID, l.SpanID, want.TraceID, want.SpanID)
 		}
+	}
+}
+
+// documentedIDs computes a connection's IDs as the README documents them,
+// independently of connIDs: HMAC-SHA256(key, 0x01 ‖ client ‖ server ‖
+// isn), each address in its 16-byte form, ports and ISN big-endian.
+func documentedIDs(key string, client, server netip.AddrPort, isn uint32) (tid, clientSpan, serverSpan []byte) {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte{1})
+	for _, ap := range []netip.AddrPort{client, server} {
+		a := ap.Addr().As16()
+		m.Write(a[:])
+		m.Write([]byte{byte(ap.Port() >> 8), byte(ap.Port())})
+	}
+	m.Write([]byte{byte(isn >> 24), byte(isn >> 16), byte(isn >> 8), byte(isn)})
+	sum := m.Sum(nil)
+	return sum[0:16], sum[16:24], sum[24:32]
+}
+
+// Two agents sharing only Options.TraceKey, one seeing the client end and
+// one the server end: their spans join in one trace, with the IDs the
+// README documents; an agent keyed otherwise computes another trace.
+func TestTraceKeyJoinsTwoAgents(t *testing.T) {
+	const key = "a cluster key, 32 bytes long...."
+	opts := testOptions()
+	opts.TraceKey = key
+	clientAgent, clientSpans, _ := newTestExporter(t, opts)
+	serverAgent, serverSpans, _ := newTestExporter(t, opts)
+	otherAgent, otherSpans, _ := newTestExporter(t, testOptions())
+	result, accept, _, _ := connectionEnds(0xdeadbeef)
+	clientAgent.Emit(result)
+	serverAgent.Emit(accept)
+	otherAgent.Emit(result)
+	for _, e := range []*Exporter{clientAgent, serverAgent, otherAgent} {
+		flush(t, e)
+	}
+	if len(clientSpans.Spans()) != 1 || len(serverSpans.Spans()) != 1 || len(otherSpans.Spans()) != 1 {
+		t.Fatalf("spans: client agent %d, server agent %d, other %d; want 1 each",
+			len(clientSpans.Spans()), len(serverSpans.Spans()), len(otherSpans.Spans()))
+	}
+	client, server, other := clientSpans.Spans()[0].Span, serverSpans.Spans()[0].Span, otherSpans.Spans()[0].Span
+	tid, cs, ss := documentedIDs(key, result.Local, result.Remote, 0xdeadbeef)
+	if !bytes.Equal(client.TraceId, tid) || !bytes.Equal(client.SpanId, cs) {
+		t.Errorf("client span %x/%x, documented %x/%x", client.TraceId, client.SpanId, tid, cs)
+	}
+	if !bytes.Equal(server.TraceId, tid) || !bytes.Equal(server.SpanId, ss) || !bytes.Equal(server.ParentSpanId, cs) {
+		t.Errorf("server span %x/%x under %x, documented %x/%x under %x", server.TraceId, server.SpanId, server.ParentSpanId, tid, ss, cs)
+	}
+	dtid, dcs, _ := documentedIDs(DefaultTraceKey, result.Local, result.Remote, 0xdeadbeef)
+	if !bytes.Equal(other.TraceId, dtid) || !bytes.Equal(other.SpanId, dcs) {
+		t.Errorf("default-key span %x/%x, documented %x/%x", other.TraceId, other.SpanId, dtid, dcs)
+	}
+	if bytes.Equal(other.TraceId, client.TraceId) {
+		t.Errorf("another key, the same trace %x", other.TraceId)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -340,8 +341,8 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return
 		}
-		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || next.Export.Queue != cfg.Export.Queue {
-			log.Warn("probe.*, monitor and export.queue take effect at the next start", "trigger", why)
+		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || !reflect.DeepEqual(next.Export, cfg.Export) {
+			log.Warn("probe.*, monitor and export.* take effect at the next start", "trigger", why)
 		}
 		if err := vis.apply(next); err != nil {
 			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)

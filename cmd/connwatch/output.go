@@ -39,6 +39,7 @@ func otelOptions(cfg *config.Config, stdout io.Writer, log *slog.Logger) otel.Op
 		ClientKey:      o.ClientKey,
 		Traces:         cfg.Export.Traces,
 		Logs:           cfg.Export.Logs,
+		TraceKey:       cfg.Export.TraceKey,
 		Stdout:         stdout,
 		Getenv:         os.Getenv,
 		Logger:         log,
@@ -91,6 +92,12 @@ func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *s
 	if err != nil {
 		return nil, fmt.Errorf("setting up OpenTelemetry export: %w", err)
 	}
+	// The key is a secret when set: say which, never what.
+	key := "public default"
+	if cfg.Export.TraceKey != "" {
+		key = "export.trace_key"
+	}
+	log.Info("trace IDs derived from each connection", "key", key)
 	if otlp {
 		// Headers may hold tokens: log where, never what.
 		log.Info("exporting OTLP", "endpoint", o.Endpoint, "traces_endpoint", o.TracesEndpoint,
