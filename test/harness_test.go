@@ -253,14 +253,31 @@ type namespacedChild struct {
 // host pid, e.g. to move it into a cgroup. The child waits for connect.
 func startNamespacedChild(t *testing.T, prepare func(pid int)) *namespacedChild {
 	t.Helper()
+	return startChild(t, syscall.CLONE_NEWPID|syscall.CLONE_NEWNS|syscall.CLONE_NEWNET, "1", prepare)
+}
+
+// startHostNetChild starts a child in new pid and mount namespaces that
+// shares the host's network, as a container run with --network host
+// does; it waits for dial.
+func startHostNetChild(t *testing.T, prepare func(pid int)) *namespacedChild {
+	t.Helper()
+	return startChild(t, syscall.CLONE_NEWPID|syscall.CLONE_NEWNS, childHostNet, prepare)
+}
+
+// childHostNet is childEnv's value for a child started by
+// startHostNetChild.
+const childHostNet = "hostnet"
+
+func startChild(t *testing.T, cloneflags uintptr, mode string, prepare func(pid int)) *namespacedChild {
+	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"="+mode)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWNET,
+		Cloneflags: cloneflags,
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	stdinR, stdinW, err := os.Pipe()
@@ -302,6 +319,21 @@ func (c *namespacedChild) connect(t *testing.T, shortLived bool) {
 	if _, err := c.stdin.Write([]byte(cmd)); err != nil {
 		t.Fatal(err)
 	}
+	c.readConnected(t)
+}
+
+// dial has a child of startHostNetChild connect to addr, on the host's
+// network, and keep the connection open until the child exits.
+func (c *namespacedChild) dial(t *testing.T, addr string) {
+	t.Helper()
+	if _, err := fmt.Fprintf(c.stdin, "dial %s\n", addr); err != nil {
+		t.Fatal(err)
+	}
+	c.readConnected(t)
+}
+
+func (c *namespacedChild) readConnected(t *testing.T) {
+	t.Helper()
 	if !c.out.Scan() {
 		t.Fatalf("namespaced child exited before connecting: %v", c.out.Err())
 	}
@@ -314,10 +346,14 @@ func (c *namespacedChild) connect(t *testing.T, shortLived bool) {
 // childMain runs inside the new namespaces: it brings lo up, then on each
 // line of stdin connects to its own listener ("go") or has a short-lived
 // child process do it ("short"), and reports the ports and the connecting
-// process's host pid. It exits when stdin closes.
+// process's host pid. It exits when stdin closes. A child on the host's
+// network (childHostNet) runs hostNetChild instead.
 func childMain() int {
-	if os.Getenv(childEnv) == "short" {
+	switch os.Getenv(childEnv) {
+	case "short":
 		return shortConnect(os.Args[len(os.Args)-1])
+	case childHostNet:
+		return hostNetChild()
 	}
 	if err := loUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "child: lo up:", err)
@@ -372,6 +408,39 @@ func childMain() int {
 		c.Close()
 	}
 	return 0
+}
+
+// hostNetChild connects to the address of each "dial ADDR" line of stdin,
+// reports like childMain, and keeps the connections open until stdin
+// closes.
+func hostNetChild() int {
+	r := bufio.NewReader(os.Stdin)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return 0
+		}
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "dial ")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "child: unknown command %q\n", line)
+			return 1
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child: dial:", err)
+			return 1
+		}
+		conns = append(conns, c)
+		_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
+		_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
+		fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+	}
 }
 
 // shortConnect connects to addr, reports like childMain and exits.

@@ -1,0 +1,110 @@
+//go:build linux
+
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/connwatch/connwatch/otel/otlptest"
+)
+
+// Two agents that share nothing but export.trace_key, one that sees only
+// host processes and one that sees only containers, each exporting to a
+// receiver of its own: a client in a container (pid and mount namespaces,
+// a docker-like cgroup, the host's network) connects to a server on the
+// host. The containers' agent exports the CLIENT span, the host's agent
+// the SERVER span, and the two join: one trace ID, the SERVER span's
+// parent the CLIENT span. A second connection between the same two
+// processes is another trace.
+func TestTwoAgentsJoinOneTrace(t *testing.T) {
+	requireRoot(t)
+	const key = "connwatch test cluster key, 32 B"
+	hostRecv, ctrRecv := otlptest.Start(t), otlptest.Start(t)
+	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + hostRecv.Endpoint()}, "-c", writeTempConfig(t,
+		"telemetry: {listen: \"\"}\nexport: {trace_key: \""+key+"\"}\nvisibility: {host: [network], default: []}\n"))
+	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + ctrRecv.Endpoint(), "CONNWATCH_TRACE_KEY=" + key}, "-c", writeTempConfig(t,
+		"telemetry: {listen: \"\"}\nmonitor: containers\n"))
+
+	id := randomContainerID(t)
+	client := startHostNetChild(t, func(pid int) { intoContainerCgroup(t, id, pid) })
+	ln := listen(t, "tcp4", "127.0.0.1:0")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+
+	// span waits for the span of kind on r whose client port is port.
+	span := func(r *otlptest.Receiver, who string, kind tracepb.Span_SpanKind, port int) otlptest.Span {
+		t.Helper()
+		portKey := "network.local.port"
+		if kind == tracepb.Span_SPAN_KIND_SERVER {
+			portKey = "client.port"
+		}
+		got, err := r.WaitSpans(exportTimeout, 1, func(s otlptest.Span) bool {
+			return s.Kind == kind && s.Attrs()[portKey] == int64(port)
+		})
+		if err != nil {
+			t.Fatalf("%s agent, %v span of client port %d: %v", who, kind, port, err)
+		}
+		return got[0]
+	}
+	traces := map[string]bool{}
+	for i := range 2 {
+		client.dial(t, ln.Addr().String())
+		if client.Remote != int(portOf(t, ln.Addr())) {
+			t.Fatalf("client connected to port %d, want %s", client.Remote, ln.Addr())
+		}
+		cs := span(ctrRecv, "containers'", tracepb.Span_SPAN_KIND_CLIENT, client.Local)
+		ss := span(hostRecv, "host's", tracepb.Span_SPAN_KIND_SERVER, client.Local)
+		t.Logf("connection %d from port %d: CLIENT %x/%x, SERVER %x/%x under %x", i+1, client.Local,
+			cs.TraceId, cs.SpanId, ss.TraceId, ss.SpanId, ss.ParentSpanId)
+
+		// Each end under its own workload, as the agent that saw it
+		// names it.
+		if got := cs.ResourceAttrs()["container.id"]; got != id {
+			t.Errorf("CLIENT span's container.id %v, want %s", got, id)
+		}
+		if got := cs.ResourceAttrs()["process.pid"]; got != int64(client.ConnPID) {
+			t.Errorf("CLIENT span's process.pid %v, want %d", got, client.ConnPID)
+		}
+		if got := ss.ResourceAttrs()["process.pid"]; got != int64(os.Getpid()) {
+			t.Errorf("SERVER span's process.pid %v, want the server's %d", got, os.Getpid())
+		}
+		if got := ss.ResourceAttrs()["container.id"]; got != nil {
+			t.Errorf("SERVER span's container.id %v, want none (a host process)", got)
+		}
+
+		if !bytes.Equal(cs.TraceId, ss.TraceId) {
+			t.Errorf("connection %d: CLIENT trace %x, SERVER trace %x: not joined", i+1, cs.TraceId, ss.TraceId)
+		}
+		if !bytes.Equal(ss.ParentSpanId, cs.SpanId) || len(cs.ParentSpanId) != 0 {
+			t.Errorf("connection %d: SERVER span's parent %x, CLIENT span %x (its parent %x)", i+1, ss.ParentSpanId, cs.SpanId, cs.ParentSpanId)
+		}
+		traces[fmt.Sprintf("%x", cs.TraceId)] = true
+	}
+	if len(traces) != 2 {
+		t.Errorf("two connections between the same processes, %d trace(s): %v", len(traces), traces)
+	}
+
+	// Neither agent exported the other's end.
+	for _, s := range hostRecv.Spans() {
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT && s.Attrs()["server.port"] == int64(portOf(t, ln.Addr())) {
+			t.Errorf("the host's agent exported the container's CLIENT span (pid %v)", s.ResourceAttrs()["process.pid"])
+		}
+	}
+	for _, s := range ctrRecv.Spans() {
+		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Attrs()["server.port"] == int64(portOf(t, ln.Addr())) {
+			t.Errorf("the containers' agent exported the host's SERVER span (pid %v)", s.ResourceAttrs()["process.pid"])
+		}
+	}
+}
