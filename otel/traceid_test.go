@@ -2,9 +2,9 @@ package otel
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"context"
 	"encoding/json"
 	"net/netip"
 	"strings"
