@@ -2,8 +2,6 @@ package otel
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"errors"
 	"net/netip"
 	"sync"
@@ -392,25 +390,16 @@ func wantConnIDs(ev *event.Event) (tid [16]byte, sid, parent [8]byte, ok bool) {
 	if !ev.HasISN || !ev.Local.IsValid() || !ev.Remote.IsValid() || !(ev.IsResult() || ev.IsAccept() || ev.IsClose()) {
 		return tid, sid, parent, false
 	}
-	client, server := ev.Local, ev.Remote
+	client := ev.Local
 	if ev.Inbound() {
-		client, server = ev.Remote, ev.Local
+		client = ev.Remote
 	}
-	in := []byte{1}
-	for _, ap := range []netip.AddrPort{client, server} {
-		a := ap.Addr().Unmap().As16()
-		in = append(in, a[:]...)
-		in = append(in, byte(ap.Port()>>8), byte(ap.Port()))
-	}
-	in = append(in, byte(ev.ISN>>24), byte(ev.ISN>>16), byte(ev.ISN>>8), byte(ev.ISN))
-	m := hmac.New(sha256.New, []byte("connwatch trace key v1"))
-	m.Write(in)
-	out := m.Sum(nil)
-	copy(tid[:], out[:16])
-	copy(sid[:], out[16:24])
+	t, cs, ss := documentedIDs("connwatch trace key v1", client, ev.ISN)
+	copy(tid[:], t)
+	copy(sid[:], cs)
 	if ev.Inbound() {
-		copy(parent[:], out[16:24])
-		copy(sid[:], out[24:32])
+		copy(parent[:], cs)
+		copy(sid[:], ss)
 	}
 	return tid, sid, parent, true
 }

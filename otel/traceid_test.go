@@ -78,29 +78,31 @@ func TestConnectionOneTrace(t *testing.T) {
 	}
 }
 
-// The derivation itself: ends given either way round and in either
-// address form agree; another ISN, port or key gives other IDs.
+// The derivation itself: the client end given in either address form
+// agrees; another ISN, client port, client address or key gives other
+// IDs; the server's address does not enter (destination NAT changes it
+// between the ends).
 func TestConnIDsDerivation(t *testing.T) {
 	ids := newConnIDs([]byte(DefaultTraceKey))
-	c4, s4 := netip.MustParseAddrPort("10.0.0.1:51000"), netip.MustParseAddrPort("10.0.0.2:443")
+	c4 := netip.MustParseAddrPort("10.0.0.1:51000")
 	c6 := netip.AddrPortFrom(netip.AddrFrom16(c4.Addr().As16()), c4.Port())
-	t1, cs1, ss1 := ids.derive(c4, s4, 7)
-	if t2, cs2, ss2 := ids.derive(c6, s4, 7); t1 != t2 || cs1 != cs2 || ss1 != ss2 {
+	t1, cs1, ss1 := ids.derive(c4, 7)
+	if t2, cs2, ss2 := ids.derive(c6, 7); t1 != t2 || cs1 != cs2 || ss1 != ss2 {
 		t.Errorf("v4-mapped client gives other IDs")
 	}
 	if cs1 == ss1 {
 		t.Errorf("client and server span IDs equal")
 	}
-	if t2, _, _ := ids.derive(c4, s4, 8); t2 == t1 {
+	if t2, _, _ := ids.derive(c4, 8); t2 == t1 {
 		t.Errorf("another ISN, the same trace")
 	}
-	if t2, _, _ := ids.derive(s4, c4, 7); t2 == t1 {
-		t.Errorf("ends swapped, the same trace: client and server must not be interchangeable")
-	}
-	if t2, _, _ := ids.derive(netip.AddrPortFrom(c4.Addr(), 51001), s4, 7); t2 == t1 {
+	if t2, _, _ := ids.derive(netip.AddrPortFrom(c4.Addr(), 51001), 7); t2 == t1 {
 		t.Errorf("another client port, the same trace")
 	}
-	if t2, _, _ := newConnIDs([]byte("another key")).derive(c4, s4, 7); t2 == t1 {
+	if t2, _, _ := ids.derive(netip.MustParseAddrPort("10.0.0.3:51000"), 7); t2 == t1 {
+		t.Errorf("another client address, the same trace")
+	}
+	if t2, _, _ := newConnIDs([]byte("another key")).derive(c4, 7); t2 == t1 {
 		t.Errorf("another key, the same trace")
 	}
 
@@ -130,10 +132,10 @@ func TestConnIDsDerivation(t *testing.T) {
 
 func BenchmarkConnIDs(b *testing.B) {
 	ids := newConnIDs([]byte(DefaultTraceKey))
-	c, s := netip.MustParseAddrPort("10.0.0.1:51000"), netip.MustParseAddrPort("10.0.0.2:443")
+	c := netip.MustParseAddrPort("10.0.0.1:51000")
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		ids.derive(c, s, uint32(i))
+		ids.derive(c, uint32(i))
 	}
 }
 
@@ -185,16 +187,15 @@ func TestStdoutConnectionOneTrace(t *testing.T) {
 }
 
 // documentedIDs computes a connection's IDs as the README documents them,
-// independently of connIDs: HMAC-SHA256(key, 0x01 ‖ client ‖ server ‖
-// isn), each address in its 16-byte form, ports and ISN big-endian.
-func documentedIDs(key string, client, server netip.AddrPort, isn uint32) (tid, clientSpan, serverSpan []byte) {
+// independently of connIDs: HMAC-SHA256(key, 0x02 ‖ client address ‖
+// client port ‖ isn), the address in its 16-byte form, port and ISN
+// big-endian.
+func documentedIDs(key string, client netip.AddrPort, isn uint32) (tid, clientSpan, serverSpan []byte) {
 	m := hmac.New(sha256.New, []byte(key))
-	m.Write([]byte{1})
-	for _, ap := range []netip.AddrPort{client, server} {
-		a := ap.Addr().As16()
-		m.Write(a[:])
-		m.Write([]byte{byte(ap.Port() >> 8), byte(ap.Port())})
-	}
+	m.Write([]byte{2})
+	a := client.Addr().Unmap().As16()
+	m.Write(a[:])
+	m.Write([]byte{byte(client.Port() >> 8), byte(client.Port())})
 	m.Write([]byte{byte(isn >> 24), byte(isn >> 16), byte(isn >> 8), byte(isn)})
 	sum := m.Sum(nil)
 	return sum[0:16], sum[16:24], sum[24:32]
@@ -222,14 +223,14 @@ func TestTraceKeyJoinsTwoAgents(t *testing.T) {
 			len(clientSpans.Spans()), len(serverSpans.Spans()), len(otherSpans.Spans()))
 	}
 	client, server, other := clientSpans.Spans()[0].Span, serverSpans.Spans()[0].Span, otherSpans.Spans()[0].Span
-	tid, cs, ss := documentedIDs(key, result.Local, result.Remote, 0xdeadbeef)
+	tid, cs, ss := documentedIDs(key, result.Local, 0xdeadbeef)
 	if !bytes.Equal(client.TraceId, tid) || !bytes.Equal(client.SpanId, cs) {
 		t.Errorf("client span %x/%x, documented %x/%x", client.TraceId, client.SpanId, tid, cs)
 	}
 	if !bytes.Equal(server.TraceId, tid) || !bytes.Equal(server.SpanId, ss) || !bytes.Equal(server.ParentSpanId, cs) {
 		t.Errorf("server span %x/%x under %x, documented %x/%x under %x", server.TraceId, server.SpanId, server.ParentSpanId, tid, ss, cs)
 	}
-	dtid, dcs, _ := documentedIDs(DefaultTraceKey, result.Local, result.Remote, 0xdeadbeef)
+	dtid, dcs, _ := documentedIDs(DefaultTraceKey, result.Local, 0xdeadbeef)
 	if !bytes.Equal(other.TraceId, dtid) || !bytes.Equal(other.SpanId, dcs) {
 		t.Errorf("default-key span %x/%x, documented %x/%x", other.TraceId, other.SpanId, dtid, dcs)
 	}

@@ -354,6 +354,8 @@ func childMain() int {
 		return shortConnect(os.Args[len(os.Args)-1])
 	case childHostNet:
 		return hostNetChild()
+	case childNAT:
+		return natChild()
 	}
 	if err := loUp(); err != nil {
 		fmt.Fprintln(os.Stderr, "child: lo up:", err)

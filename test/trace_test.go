@@ -5,7 +5,13 @@ package test
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"net"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -106,5 +112,108 @@ func TestTwoAgentsJoinOneTrace(t *testing.T) {
 		if s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Attrs()["server.port"] == int64(portOf(t, ln.Addr())) {
 			t.Errorf("the containers' agent exported the host's SERVER span (pid %v)", s.ResourceAttrs()["process.pid"])
 		}
+	}
+}
+
+// childNAT is childEnv's value for natChild.
+const childNAT = "nat"
+
+// The address natChild's client connects to and the rule that sends it
+// to the listener, as kube-proxy sends a Service's ClusterIP to a pod.
+const (
+	natVIP      = "127.0.0.2"
+	natVIPPort  = 80
+	natRuleTmpl = "table ip connwatch_test { chain out { type nat hook output priority -100; ip daddr %s tcp dport %d dnat to 127.0.0.1:%d; }; }\n"
+)
+
+// natChild runs in a network namespace of its own: it brings lo up,
+// listens on 127.0.0.1, has nft translate natVIP:natVIPPort to that
+// listener, connects to natVIP:natVIPPort, accepts, and reports
+// "connected <client port> <listener port> <host pid>". It keeps the
+// connection until stdin closes.
+func natChild() int {
+	if err := loUp(); err != nil {
+		fmt.Fprintln(os.Stderr, "nat child: lo up:", err)
+		return 1
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nat child: listen:", err)
+		return 1
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	nft := exec.Command("nft", "-f", "-")
+	nft.Stdin = strings.NewReader(fmt.Sprintf(natRuleTmpl, natVIP, natVIPPort, port))
+	if out, err := nft.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "nat child: nft: %v %s\n", err, out)
+		return 1
+	}
+	c, err := net.Dial("tcp4", net.JoinHostPort(natVIP, strconv.Itoa(natVIPPort)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nat child: dial:", err)
+		return 1
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "nat child: accept:", err)
+		return 1
+	}
+	defer s.Close()
+	fmt.Printf("connected %d %d %d\n", c.LocalAddr().(*net.TCPAddr).Port, port, hostPID(os.Getpid()))
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// Destination NAT between the ends, as kube-proxy applies to a Service's
+// ClusterIP: the client connects to 127.0.0.2:80, netfilter sends the
+// connection to a listener on 127.0.0.1, so the client's socket names one
+// server and the accepted socket another. The CLIENT span (server
+// 127.0.0.2:80) and the SERVER span (server 127.0.0.1:<listener>) still
+// join, because the IDs hash only the client's end and its ISN, which the
+// translation leaves alone.
+func TestTraceJoinsThroughDNAT(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		skipOrFail(t, "nft (Debian package nftables) is needed to set up the DNAT rule: %v", err)
+	}
+	r := otlptest.Start(t)
+	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + r.Endpoint()})
+	child := startChild(t, syscall.CLONE_NEWNET, childNAT, nil)
+	if !child.out.Scan() {
+		t.Fatalf("nat child exited before connecting: %v", child.out.Err())
+	}
+	var ok string
+	var clientPort, listenPort, pid int
+	if _, err := fmt.Sscan(child.out.Text(), &ok, &clientPort, &listenPort, &pid); err != nil || ok != "connected" {
+		t.Fatalf("nat child said %q", child.out.Text())
+	}
+
+	wait := func(what string, match func(otlptest.Span) bool) otlptest.Span {
+		t.Helper()
+		got, err := r.WaitSpans(exportTimeout, 1, match)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return got[0]
+	}
+	cs := wait("the CLIENT span", func(s otlptest.Span) bool {
+		return s.Kind == tracepb.Span_SPAN_KIND_CLIENT && s.Attrs()["network.local.port"] == int64(clientPort) &&
+			s.ResourceAttrs()["process.pid"] == int64(pid)
+	})
+	ss := wait("the SERVER span", func(s otlptest.Span) bool {
+		return s.Kind == tracepb.Span_SPAN_KIND_SERVER && s.Attrs()["client.port"] == int64(clientPort) &&
+			s.ResourceAttrs()["process.pid"] == int64(pid)
+	})
+	if got := cs.Attrs(); got["server.address"] != natVIP || got["server.port"] != int64(natVIPPort) {
+		t.Errorf("CLIENT span's server %v:%v, want the address it connected to, %s:%d", got["server.address"], got["server.port"], natVIP, natVIPPort)
+	}
+	if got := ss.Attrs(); got["server.address"] != "127.0.0.1" || got["server.port"] != int64(listenPort) {
+		t.Errorf("SERVER span's server %v:%v, want the translated 127.0.0.1:%d", got["server.address"], got["server.port"], listenPort)
+	}
+	t.Logf("client :%d → %s:%d, translated to 127.0.0.1:%d: CLIENT %x/%x, SERVER %x/%x under %x", clientPort, natVIP, natVIPPort,
+		listenPort, cs.TraceId, cs.SpanId, ss.TraceId, ss.SpanId, ss.ParentSpanId)
+	if !bytes.Equal(cs.TraceId, ss.TraceId) || !bytes.Equal(ss.ParentSpanId, cs.SpanId) {
+		t.Errorf("through DNAT: CLIENT %x/%x, SERVER %x under %x: not joined", cs.TraceId, cs.SpanId, ss.TraceId, ss.ParentSpanId)
 	}
 }
