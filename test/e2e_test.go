@@ -8,6 +8,7 @@ package test
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 func e2eEnv(t *testing.T, name, def string) string {
@@ -157,10 +160,17 @@ func otlpAttrs(kvs []otlpKV) map[string]any {
 	return m
 }
 
+// curls is how many connections curl makes to the test's HTTP server.
+const curls = 8
+
 // Through a real collector to a real Jaeger: connections of a host process
 // (curl) and of a namespaced "container" arrive as spans under their own
 // services with the right attributes, and as log records in the
-// collector's output.
+// collector's output. Each curl connection's CLIENT span (service curl)
+// and SERVER span (this test's HTTP server) join in one trace, so Jaeger
+// derives the edge curl → this test from them, and the gateway tier,
+// routing by trace ID to two service-graph collectors, counts each of
+// them once on that edge.
 func TestE2ECollectorAndJaeger(t *testing.T) {
 	requireRoot(t)
 	collector := e2eEnv(t, "CONNWATCH_E2E_COLLECTOR_OTLP_GRPC", "127.0.0.1:14317")
@@ -186,8 +196,10 @@ func TestE2ECollectorAndJaeger(t *testing.T) {
 	go srv.Serve(httpLn)
 	defer srv.Close()
 	port := httpLn.Addr().(*net.TCPAddr).Port
-	if out, err := exec.Command(curl, "-s", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput(); err != nil {
-		t.Fatalf("curl: %v %s", err, out)
+	for range curls {
+		if out, err := exec.Command(curl, "-s", fmt.Sprintf("http://127.0.0.1:%d/", port)).CombinedOutput(); err != nil {
+			t.Fatalf("curl: %v %s", err, out)
+		}
 	}
 	child.connect(t, false)
 
@@ -205,6 +217,11 @@ func TestE2ECollectorAndJaeger(t *testing.T) {
 		t.Errorf("Jaeger services %q, want curl and %s", services, filepath.Base(self))
 	}
 
+	server := filepath.Base(self)
+	jaegerDependency(t, jaeger, "curl", server, curls)
+	serviceGraphEdge(t, strings.Split(e2eEnv(t, "CONNWATCH_E2E_SG_PROMETHEUS_ENDPOINTS", "127.0.0.1:24891,127.0.0.1:24892"), ","),
+		"curl", server, curls)
+
 	logs := filepath.Join(out, "logs.jsonl")
 	collectorLog(t, logs, func(event string, res, attrs map[string]any) bool {
 		return event == "connwatch.tcp.connect" && res["service.name"] == "curl" && attrs["server.port"] == portStr
@@ -212,4 +229,140 @@ func TestE2ECollectorAndJaeger(t *testing.T) {
 	collectorLog(t, logs, func(event string, res, attrs map[string]any) bool {
 		return event == "connwatch.tcp.connect" && res["container.id"] == id && attrs["server.port"] == fmt.Sprint(child.Remote)
 	})
+}
+
+// jaegerDependency polls Jaeger's dependencies API (its memory storage
+// derives an edge parent → child from spans of different services, one
+// call per child span whose parent it holds) until the edge client →
+// server has calls calls.
+func jaegerDependency(t *testing.T, base, client, server string, calls int) {
+	t.Helper()
+	var links []struct {
+		Parent    string `json:"parent"`
+		Child     string `json:"child"`
+		CallCount int    `json:"callCount"`
+	}
+	got := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		u := fmt.Sprintf("%s/api/dependencies?endTs=%d&lookback=%d", base, time.Now().UnixMilli(), time.Hour.Milliseconds())
+		if resp, err := http.Get(u); err == nil {
+			var body struct{ Data json.RawMessage }
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if err == nil && json.Unmarshal(body.Data, &links) == nil {
+				for _, l := range links {
+					if l.Parent == client && l.Child == server {
+						got = l.CallCount
+					}
+				}
+				if got == calls {
+					t.Logf("Jaeger dependencies: %s → %s, %d calls", client, server, got)
+					return
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Errorf("Jaeger dependencies: %s → %s has %d calls, want %d (links: %+v)", client, server, got, calls, links)
+}
+
+// serviceGraphEdge polls the service-graph collectors' Prometheus
+// endpoints until traces_service_graph_request_total{client, server}
+// summed over them is requests. A connection whose two spans the gateway
+// routed to different collectors would never pair, and be missing.
+func serviceGraphEdge(t *testing.T, endpoints []string, client, server string, requests int) {
+	t.Helper()
+	want := fmt.Sprintf(`client=%q`, client)
+	wantServer := fmt.Sprintf(`server=%q`, server)
+	var per []string
+	total := 0
+	deadline := time.Now().Add(45 * time.Second)
+	for time.Now().Before(deadline) {
+		total, per = 0, per[:0]
+		for _, ep := range endpoints {
+			n := 0
+			if resp, err := http.Get("http://" + ep + "/metrics"); err == nil {
+				sc := bufio.NewScanner(resp.Body)
+				for sc.Scan() {
+					line := sc.Text()
+					if !strings.HasPrefix(line, "traces_service_graph_request_total{") ||
+						!strings.Contains(line, want) || !strings.Contains(line, wantServer) {
+						continue
+					}
+					var v float64
+					if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+						n += int(v)
+					}
+				}
+				resp.Body.Close()
+			}
+			per = append(per, fmt.Sprintf("%s: %d", ep, n))
+			total += n
+		}
+		if total >= requests {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Logf("service graph %s → %s: %d requests (%s)", client, server, total, strings.Join(per, ", "))
+	if total != requests {
+		t.Errorf("service graph edge %s → %s counts %d requests, want %d", client, server, total, requests)
+	}
+}
+
+// The collector configurations in deploy/ that the e2e collector cannot
+// run (their components are in the gateway's build, collector v0.141.0)
+// are valid for that real collector: `otelcol validate` builds every
+// component from its configuration without starting it.
+func TestE2EDeployConfigsValidate(t *testing.T) {
+	bin := os.Getenv("CONNWATCH_E2E_GATEWAY_BIN")
+	if bin == "" {
+		skipOrFail(t, "CONNWATCH_E2E_GATEWAY_BIN is not set (make e2e sets it)")
+	}
+	root := filepath.Join("..")
+	configs := map[string]string{}
+	for _, f := range []string{"deploy/e2e/gateway-e2e.yaml", "deploy/e2e/servicegraph-e2e.yaml", "deploy/compose/otel-collector.yaml"} {
+		configs[f] = filepath.Join(root, f)
+	}
+	// Each ConfigMap of deploy/kubernetes with a collector's config.yaml.
+	k8s, err := filepath.Glob(filepath.Join(root, "deploy/kubernetes/*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range k8s {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var doc struct {
+				Kind     string
+				Metadata struct{ Name string }
+				Data     map[string]string
+			}
+			if err := dec.Decode(&doc); err != nil {
+				break
+			}
+			if cfg, ok := doc.Data["config.yaml"]; ok && doc.Kind == "ConfigMap" {
+				path := filepath.Join(t.TempDir(), doc.Metadata.Name+".yaml")
+				if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				configs["ConfigMap "+doc.Metadata.Name+" ("+filepath.Base(f)+")"] = path
+			}
+		}
+	}
+	if len(configs) < 5 {
+		t.Errorf("found %d collector configs, want the three files and the two tiers' ConfigMaps: %v", len(configs), configs)
+	}
+	for name, path := range configs {
+		out, err := exec.Command(bin, "validate", "--config", path).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: %s validate: %v\n%s", name, filepath.Base(bin), err, out)
+		} else {
+			t.Logf("%s: valid", name)
+		}
+	}
 }

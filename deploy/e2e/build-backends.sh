@@ -6,6 +6,10 @@
 #   $CACHE/bin/otelcol-connwatch-e2e   an OpenTelemetry Collector made of the
 #                                      components in deploy/e2e/collector (its own
 #                                      Go module, pinned to one collector release)
+#   $CACHE/bin/otelcol-connwatch-gateway  the gateway tier's collector
+#                                      (loadbalancing, servicegraph, k8sattributes,
+#                                      prometheus; deploy/e2e/gateway, collector
+#                                      v0.141.0)
 #
 # CACHE is ${CONNWATCH_E2E_CACHE:-$HOME/.cache/connwatch-e2e}. A binary is
 # rebuilt only when it is missing or its stamp file (same name + .stamp)
@@ -13,8 +17,8 @@
 # collector, the content of deploy/e2e/collector. The first Jaeger build
 # takes several minutes on 2 cores; later runs return at once.
 #
-# Usage: deploy/e2e/build-backends.sh [jaeger|otelcol|all]   (default all)
-# Prints the two binaries' paths when done.
+# Usage: deploy/e2e/build-backends.sh [jaeger|otelcol|gateway|all]   (default all)
+# Prints the binaries' paths when done.
 
 set -euo pipefail
 
@@ -24,14 +28,15 @@ JAEGER_MODULE_VERSION=v1.76.0
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 collector_src=$here/collector
+gateway_src=$here/gateway
 cache=${CONNWATCH_E2E_CACHE:-$HOME/.cache/connwatch-e2e}
 bin=$cache/bin
 what=${1:-all}
 
 case $what in
-jaeger | otelcol | all) ;;
+jaeger | otelcol | gateway | all) ;;
 *)
-	echo "usage: $0 [jaeger|otelcol|all]" >&2
+	echo "usage: $0 [jaeger|otelcol|gateway|all]" >&2
 	exit 2
 	;;
 esac
@@ -75,36 +80,47 @@ build_jaeger() {
 	log "jaeger built in $((SECONDS - start))s"
 }
 
-build_otelcol() {
-	local out=$bin/otelcol-connwatch-e2e
+# build_module NAME SRC: builds the collector of the Go module in SRC
+# into $bin/NAME unless its stamp (a hash of go.mod, go.sum and main.go,
+# and the Go version) matches.
+build_module() {
+	local name=$1 src=$2
+	local out=$bin/$name
 	local sum
-	sum=$(cd "$collector_src" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)
-	local stamp="otelcol $sum $goversion"
+	sum=$(cd "$src" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)
+	local stamp="$name $sum $goversion"
 	if up_to_date "$out" "$stamp"; then
-		log "otelcol-connwatch-e2e is up to date ($sum)"
+		log "$name is up to date ($sum)"
 		return
 	fi
-	log "building otelcol-connwatch-e2e from $collector_src"
+	log "building $name from $src"
 	local start=$SECONDS
 	(
-		cd "$collector_src"
+		cd "$src"
 		# The cache's Go module download is shared; -mod=readonly keeps
-		# the committed go.mod/go.sum authoritative.
+		# the committed go.mod/go.sum authoritative (and, every module
+		# being in go.sum, the checksum database is not asked).
 		CGO_ENABLED=0 go build -mod=readonly -trimpath -o "$out.tmp" .
 	)
 	mv "$out.tmp" "$out"
 	printf '%s\n' "$stamp" >"$out.stamp"
-	log "otelcol-connwatch-e2e built in $((SECONDS - start))s"
+	log "$name built in $((SECONDS - start))s"
 }
+
+build_otelcol() { build_module otelcol-connwatch-e2e "$collector_src"; }
+build_gateway() { build_module otelcol-connwatch-gateway "$gateway_src"; }
 
 case $what in
 jaeger) build_jaeger ;;
 otelcol) build_otelcol ;;
+gateway) build_gateway ;;
 all)
 	build_otelcol
+	build_gateway
 	build_jaeger
 	;;
 esac
 
-[[ $what == otelcol ]] || echo "$bin/jaeger"
-[[ $what == jaeger ]] || echo "$bin/otelcol-connwatch-e2e"
+[[ $what != jaeger && $what != all ]] || echo "$bin/jaeger"
+[[ $what != otelcol && $what != all ]] || echo "$bin/otelcol-connwatch-e2e"
+[[ $what != gateway && $what != all ]] || echo "$bin/otelcol-connwatch-gateway"
