@@ -227,7 +227,24 @@ type Enrich struct {
 	// Passwd is the passwd file used to resolve user names; empty
 	// disables user name resolution.
 	Passwd string
+	// Where container names, images and pods are read. Each empty value
+	// leaves its source out; the on-disk ones are asked first.
+	//
+	// DockerRoot is Docker's data root (containers/<id>/config.v2.json).
+	DockerRoot string
+	// ContainerdState is containerd's state directory (the OCI bundles of
+	// its tasks, whose CRI annotations name pod, namespace, container and
+	// image).
+	ContainerdState string
+	// DockerSocket is the Docker Engine API's socket.
+	DockerSocket string
+	// CRISocket is a CRI runtime's socket; CRISocketAuto picks the first
+	// of the usual paths that exists.
+	CRISocket string
 }
+
+// CRISocketAuto is enrich.cri_socket's value that detects the socket.
+const CRISocketAuto = "auto"
 
 // Default returns the default configuration. Each call returns a new
 // value that the caller may modify.
@@ -252,8 +269,12 @@ func Default() *Config {
 		},
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
 		Enrich: Enrich{
-			ProcRoot: "/proc",
-			Passwd:   "/etc/passwd",
+			ProcRoot:        "/proc",
+			Passwd:          "/etc/passwd",
+			DockerRoot:      "/var/lib/docker",
+			ContainerdState: "/run/containerd",
+			DockerSocket:    "/var/run/docker.sock",
+			CRISocket:       CRISocketAuto,
 		},
 	}
 }

@@ -66,6 +66,10 @@ func (c *Config) YAML() []byte {
 		"enrich", mapping(
 			"proc_root", str(c.Enrich.ProcRoot),
 			"passwd", str(c.Enrich.Passwd),
+			"docker_root", str(c.Enrich.DockerRoot),
+			"containerd_state", str(c.Enrich.ContainerdState),
+			"docker_socket", str(c.Enrich.DockerSocket),
+			"cri_socket", str(c.Enrich.CRISocket),
 		),
 	)
 	var b bytes.Buffer

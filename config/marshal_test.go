@@ -59,6 +59,10 @@ telemetry:
 enrich:
   proc_root: /proc
   passwd: /etc/passwd
+  docker_root: /var/lib/docker
+  containerd_state: /run/containerd
+  docker_socket: /var/run/docker.sock
+  cri_socket: auto
 `
 	if got := string(Default().YAML()); got != want {
 		t.Errorf("Default().YAML():\n%s\nwant:\n%s", got, want)
@@ -100,7 +104,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	c.Probe.IncludeAgent = true
 	c.Telemetry.Listen = "[::]:0"
-	c.Enrich = Enrich{ProcRoot: "yes", Passwd: ""}
+	c.Enrich = Enrich{ProcRoot: "yes", Passwd: "", DockerRoot: "", ContainerdState: "/s", DockerSocket: "/d.sock", CRISocket: ""}
 
 	out := c.YAML()
 	got, err := Parse("rt.yaml", out)

@@ -182,7 +182,7 @@ var (
 	otlpKeys       = []string{"endpoint", "traces_endpoint", "logs_endpoint", "insecure", "headers",
 		"compression", "timeout", "certificate", "client_certificate", "client_key"}
 	telemetryKeys = []string{"listen"}
-	enrichKeys    = []string{"proc_root", "passwd"}
+	enrichKeys    = []string{"proc_root", "passwd", "docker_root", "containerd_state", "docker_socket", "cri_socket"}
 )
 
 // Allowed values of the enumerated keys.
@@ -458,6 +458,14 @@ func (p *parser) config(n *yaml.Node, c *Config) {
 					}
 				case "passwd":
 					p.setStr(v, where, &c.Enrich.Passwd)
+				case "docker_root":
+					p.setStr(v, where, &c.Enrich.DockerRoot)
+				case "containerd_state":
+					p.setStr(v, where, &c.Enrich.ContainerdState)
+				case "docker_socket":
+					p.setStr(v, where, &c.Enrich.DockerSocket)
+				case "cri_socket":
+					p.setStr(v, where, &c.Enrich.CRISocket)
 				}
 			})
 		}

@@ -231,7 +231,7 @@ func TestParseErrors(t *testing.T) {
 		{"passwd mapping", "enrich:\n  passwd: {}\n",
 			`connwatch.yaml:2:11: enrich.passwd: expected a string, got a mapping`},
 		{"unknown enrich key", "enrich:\n  procroot: /proc\n",
-			`connwatch.yaml:2:3: unknown key "procroot" in enrich (expected one of: proc_root, passwd)`},
+			`connwatch.yaml:2:3: unknown key "procroot" in enrich (expected one of: proc_root, passwd, docker_root, containerd_state, docker_socket, cri_socket)`},
 
 		// Several problems are all reported, in order.
 		{"several problems", "probe:\n  atach: auto\nmonitor: \"hosts\"\nexport:\n  traces: maybe\n",
@@ -353,7 +353,8 @@ func TestDefault(t *testing.T) {
 			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
 		},
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
-		Enrich:    Enrich{ProcRoot: "/proc", Passwd: "/etc/passwd"},
+		Enrich: Enrich{ProcRoot: "/proc", Passwd: "/etc/passwd", DockerRoot: "/var/lib/docker",
+			ContainerdState: "/run/containerd", DockerSocket: "/var/run/docker.sock", CRISocket: "auto"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Default() = %+v\nwant %+v", c, want)
@@ -459,7 +460,11 @@ func TestParseValues(t *testing.T) {
 		{"telemetry all interfaces", "telemetry:\n  listen: \":9464\"\n",
 			func(c *Config) { c.Telemetry.Listen = ":9464" }},
 		{"enrich", "enrich:\n  proc_root: /host/proc\n  passwd: \"\"\n",
-			func(c *Config) { c.Enrich = Enrich{ProcRoot: "/host/proc", Passwd: ""} }},
+			func(c *Config) { c.Enrich.ProcRoot, c.Enrich.Passwd = "/host/proc", "" }},
+		{"runtime sources", "enrich:\n  docker_root: /host/var/lib/docker\n  containerd_state: \"\"\n  docker_socket: \"\"\n  cri_socket: /run/crio/crio.sock\n",
+			func(c *Config) {
+				c.Enrich.DockerRoot, c.Enrich.ContainerdState, c.Enrich.DockerSocket, c.Enrich.CRISocket = "/host/var/lib/docker", "", "", "/run/crio/crio.sock"
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

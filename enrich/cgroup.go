@@ -140,6 +140,7 @@ func hasController(list []byte, name string) bool {
 //	/kubepods.slice/.../crio-<id>.scope               cri-o (crio-conmon-<id>.scope is not a container)
 //	/machine.slice/libpod-<id>.scope[/container]      podman (libpod-conmon-<id>.scope is not a container)
 //	.../<prefix>-<id>.scope                           other systemd scopes, runtime by prefix
+//	/<namespace>/<id>                                 containerd without a cgroup parent (/k8s.io/<id>, /default/<id>)
 //
 // When several components name a container (nested containers, e.g. kind
 // nodes), the innermost wins. The pod UID is taken from a "pod<uid>"
@@ -152,6 +153,7 @@ func ParseCgroupPath(path string) CgroupInfo {
 	info := CgroupInfo{Path: path}
 	kube := false
 	parent := ""
+	depth := 0 // components before comp
 	rest := path
 	for rest != "" {
 		var comp string
@@ -169,8 +171,15 @@ func ParseCgroupPath(path string) CgroupInfo {
 		}
 		if id, rt, ok := containerFromComponent(comp, parent); ok {
 			info.ContainerID, info.Runtime = id, rt
+			// /<namespace>/<id>: containerd's layout for a container with
+			// no cgroup parent (ctr run, nerdctl, CRI without a kubelet:
+			// /k8s.io/<id>). Docker's cgroupfs layout is /docker/<id>.
+			if rt == "" && depth == 1 && !kube && isHexLen(comp, 64) {
+				info.Runtime = RuntimeContainerd
+			}
 		}
 		parent = comp
+		depth++
 	}
 	return info
 }

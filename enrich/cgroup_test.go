@@ -56,6 +56,20 @@ func TestParseCgroup(t *testing.T) {
 			"12:memory:/docker/" + idC + "\n11:cpu,cpuacct:/docker/" + idC + "\n1:name=systemd:/\n0::/\n",
 			CgroupInfo{Path: "/docker/" + idC, ContainerID: idC, Runtime: "docker"}},
 
+		// containerd without a cgroup parent.
+		{"containerd CRI without a kubelet",
+			v1("/k8s.io/" + idA),
+			CgroupInfo{Path: "/k8s.io/" + idA, ContainerID: idA, Runtime: "containerd"}},
+		{"ctr run, default namespace, v2",
+			"0::/default/" + idB + "\n",
+			CgroupInfo{Path: "/default/" + idB, ContainerID: idB, Runtime: "containerd"}},
+		{"containerd namespace seen from a cgroup namespace",
+			"0::/../k8s.io/" + idB + "\n",
+			CgroupInfo{Path: "/../k8s.io/" + idB, ContainerID: idB, Runtime: "containerd"}},
+		{"a bare ID deeper is not containerd's layout",
+			"0::/some/where/" + idB + "\n",
+			CgroupInfo{Path: "/some/where/" + idB, ContainerID: idB}},
+
 		// containerd / cri-containerd under Kubernetes.
 		{"k8s containerd systemd driver burstable",
 			"0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidUnderscore + ".slice/cri-containerd-" + idC + ".scope\n",

@@ -3,6 +3,7 @@ package enrich
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,6 +38,23 @@ type Options struct {
 	CacheSize int
 	// NSCacheSize bounds the namespace index (entries). Default 4096.
 	NSCacheSize int
+
+	// Where container runtimes' metadata (names, image, pod) is read, in
+	// this order; each empty field leaves its source out. The on-disk
+	// sources need only read access; an API socket grants control of
+	// every container to whoever can write to it.
+	//
+	// DockerRoot is Docker's data root: <DockerRoot>/containers/<id>/config.v2.json.
+	DockerRoot string
+	// ContainerdState is containerd's state directory:
+	// <ContainerdState>/io.containerd.runtime.v2.task/<namespace>/<id>/config.json.
+	ContainerdState string
+	// DockerSocket is the Docker Engine API's unix socket.
+	DockerSocket string
+	// CRISocket is a CRI runtime's (containerd, CRI-O) gRPC unix socket.
+	CRISocket string
+	// Logger receives the metadata sources' warnings; nil discards them.
+	Logger *slog.Logger
 }
 
 // Stats are the Enricher's counters since New. Every Enrich call counts
@@ -67,6 +85,14 @@ type Stats struct {
 	// index said anything: the Workload carries only the event's comm and
 	// the owner.
 	NothingLearnt uint64
+	// ParentFallbacks counts exited or vanished processes whose container
+	// was read from their parent's cgroup (same namespaces).
+	ParentFallbacks uint64
+	// ContainersNamed counts containers whose runtime metadata was found,
+	// ContainersUnnamed lookups no source could answer (retried with
+	// backoff), MetaSourceErrors lookups a source failed (unreachable,
+	// hung, garbage).
+	ContainersNamed, ContainersUnnamed, MetaSourceErrors uint64
 	// CachedProcs and Namespaces are the current sizes of the process cache
 	// and the namespace index.
 	CachedProcs int
@@ -149,8 +175,12 @@ type Enricher struct {
 	ns     *nsIndex
 	scanMu sync.Mutex // serialises ScanProc and Revalidate
 
+	meta *metaResolver // nil without metadata sources
+	cri  *criAPI       // closed by Close
+
 	hits, misses, verifications, pidReuse     atomic.Uint64
 	procGone, partialReads, nsFallbacks, none atomic.Uint64
+	parentFallbacks                           atomic.Uint64
 }
 
 // maxComms is how many comms a process cache entry remembers.
@@ -223,7 +253,62 @@ func New(opts Options) (*Enricher, error) {
 		e.passwd = newPasswdDB(opts.PasswdPath, func() time.Time { return e.now() })
 	}
 	e.loadHostNS()
+	var sources []metaSource
+	if opts.DockerRoot != "" {
+		sources = append(sources, dockerFiles{root: opts.DockerRoot})
+	}
+	if opts.ContainerdState != "" {
+		sources = append(sources, ociBundles{state: opts.ContainerdState})
+	}
+	if opts.DockerSocket != "" {
+		sources = append(sources, newDockerAPI(opts.DockerSocket))
+	}
+	if opts.CRISocket != "" {
+		c, err := newCRIAPI(opts.CRISocket)
+		if err != nil {
+			return nil, fmt.Errorf("enrich: CRI socket %s: %w", opts.CRISocket, err)
+		}
+		e.cri = c
+		sources = append(sources, c)
+	}
+	if len(sources) > 0 {
+		log := opts.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		e.meta = newMetaResolver(sources, log)
+	}
 	return e, nil
+}
+
+// Close stops the container metadata lookups. The Enricher must not be
+// used after.
+func (e *Enricher) Close() {
+	if e.meta != nil {
+		e.meta.close()
+	}
+	if e.cri != nil {
+		e.cri.close()
+	}
+}
+
+// withContainer returns wl with the container metadata the runtimes gave
+// for its container, once known, and otherwise wl itself (and the lookup
+// queued). Cheap enough for the event path: one map lookup.
+func (e *Enricher) withContainer(wl *event.Workload) *event.Workload {
+	if e.meta == nil || wl == nil || wl.ContainerID == "" || wl.Container != nil {
+		return wl
+	}
+	m := e.meta.lookup(wl.ContainerID, wl.Runtime)
+	if m == nil {
+		return wl
+	}
+	nw := *wl
+	nw.Container = m
+	if nw.PodUID == "" {
+		nw.PodUID = m.PodUID
+	}
+	return &nw
 }
 
 // loadHostNS reads the namespaces of <ProcRoot>/1, the host's init, or
@@ -294,6 +379,9 @@ func (e *Enricher) Enrich(ev *event.Event) {
 	}
 	commOK := pe.hasComm(ev.Comm)
 	if commOK && pe.uid == ev.UID {
+		if wl := e.withContainer(pe.wl); wl != pe.wl {
+			pe.wl = wl // later events of the process share it
+		}
 		ev.Workload = pe.wl
 		e.mu.Unlock()
 		e.hits.Add(1)
@@ -351,7 +439,7 @@ func (e *Enricher) revisit(ev *event.Event, pe *procEntry, commOK bool) {
 		}
 		e.mu.Unlock()
 	}
-	ev.Workload = wl
+	ev.Workload = e.withContainer(wl)
 	e.hits.Add(1)
 }
 
@@ -409,15 +497,25 @@ func (e *Enricher) miss(ev *event.Event) {
 		} else {
 			ent, known = e.ns.lookup(k)
 		}
+		if !known && !pi.cgOK {
+			// An exited process's cgroup says nothing: its parent's does,
+			// when the parent shares its namespaces (a container's shell
+			// that ran it).
+			if pcg, ok := e.parentCgroup(ev); ok {
+				ent, known = e.ns.learn(k, pcg, e.now(), 0)
+				e.parentFallbacks.Add(1)
+			}
+		}
 		if known && cg.ContainerID == "" && ent.ContainerID != "" {
 			cg = CgroupInfo{Path: ent.Cgroup, ContainerID: ent.ContainerID, Runtime: ent.Runtime, PodUID: ent.PodUID}
 			e.nsFallbacks.Add(1)
 		}
 	}
 	wl.ContainerID, wl.Runtime, wl.PodUID, wl.Cgroup = cg.ContainerID, cg.Runtime, cg.PodUID, cg.Path
+	wl = e.withContainer(wl)
 	ev.Workload = wl
-	if !statOK {
-		return // without a start time the entry could not be validated
+	if !statOK || pi.stat.Exited() {
+		return // without a start time the entry could not be validated; an exited process has no more events
 	}
 	pe := &procEntry{startTicks: pi.stat.StartTicks, exe: pi.exe, wl: wl, uid: ev.UID}
 	pe.addComm(ev.Comm)
@@ -431,10 +529,18 @@ func (e *Enricher) miss(ev *event.Event) {
 func (e *Enricher) fallback(ev *event.Event) {
 	wl := &event.Workload{ExeName: ev.Comm, Owner: e.passwd.lookup(ev.UID)}
 	if !e.isHost(ev) {
-		if ent, ok := e.ns.lookup(nsKey{ev.PidNS, ev.MntNS}); ok {
+		k := nsKey{ev.PidNS, ev.MntNS}
+		ent, ok := e.ns.lookup(k)
+		if !ok {
+			if pcg, pok := e.parentCgroup(ev); pok {
+				ent, ok = e.ns.learn(k, pcg, e.now(), 0)
+				e.parentFallbacks.Add(1)
+			}
+		}
+		if ok {
 			wl.ContainerID, wl.Runtime, wl.PodUID, wl.Cgroup = ent.ContainerID, ent.Runtime, ent.PodUID, ent.Cgroup
 			e.nsFallbacks.Add(1)
-			ev.Workload = wl
+			ev.Workload = e.withContainer(wl)
 			return
 		}
 	}
@@ -444,6 +550,30 @@ func (e *Enricher) fallback(ev *event.Event) {
 		return
 	}
 	ev.Workload = wl
+}
+
+// parentCgroup reads the cgroup of ev's parent process when the parent is
+// alive and in ev's pid and mount namespaces: the container of a process
+// that exited before it could be read.
+func (e *Enricher) parentCgroup(ev *event.Event) (CgroupInfo, bool) {
+	if ev.HostPPID == 0 {
+		return CgroupInfo{}, false
+	}
+	dir := procDir(e.procRoot, ev.HostPPID)
+	pidNS, mntNS, err := readNS(dir)
+	if err != nil || pidNS != ev.PidNS || mntNS != ev.MntNS {
+		return CgroupInfo{}, false
+	}
+	st, err := readStat(dir)
+	if err != nil || st.Exited() {
+		return CgroupInfo{}, false
+	}
+	b, err := os.ReadFile(dir + "/cgroup")
+	if err != nil {
+		return CgroupInfo{}, false
+	}
+	cg := ParseCgroup(b)
+	return cg, cg.Path != "" && cg.Path != "/"
 }
 
 // Revalidate checks every cached process against /proc/<pid>/stat: entries
@@ -615,7 +745,7 @@ func (e *Enricher) Stats() Stats {
 	e.mu.Lock()
 	cached := e.procs.Len()
 	e.mu.Unlock()
-	return Stats{
+	st := Stats{
 		Hits:          e.hits.Load(),
 		Misses:        e.misses.Load(),
 		Verifications: e.verifications.Load(),
@@ -626,5 +756,13 @@ func (e *Enricher) Stats() Stats {
 		NothingLearnt: e.none.Load(),
 		CachedProcs:   cached,
 		Namespaces:    e.ns.len(),
+
+		ParentFallbacks: e.parentFallbacks.Load(),
 	}
+	if e.meta != nil {
+		st.ContainersNamed = e.meta.found.Load()
+		st.ContainersUnnamed = e.meta.notFound.Load()
+		st.MetaSourceErrors = e.meta.failed.Load()
+	}
+	return st
 }

@@ -30,7 +30,13 @@ type Stat struct {
 	Comm       string
 	PPID       uint32
 	StartTicks uint64 // field 22: start time in clock ticks after boot
+	State      byte   // field 3: R, S, D, Z (zombie), X (dead), ...
 }
+
+// Exited reports a process that has exited and not been reaped (or is
+// being reaped): its /proc entry still exists, but its cgroup reads "/"
+// and its exe cannot be read, which are not facts about where it ran.
+func (s Stat) Exited() bool { return s.State == 'Z' || s.State == 'X' }
 
 // ParseStat parses /proc/<pid>/stat. The comm field is delimited by the
 // first '(' and the last ')' since it may itself contain spaces and
@@ -53,6 +59,9 @@ func ParseStat(b []byte) (Stat, error) {
 	f := bytes.Fields(b[closing+1:])
 	if len(f) < 20 {
 		return st, fmt.Errorf("enrich: malformed stat: %d fields after comm", len(f))
+	}
+	if len(f[0]) == 1 {
+		st.State = f[0][0]
 	}
 	ppid, err := strconv.ParseUint(string(f[1]), 10, 32)
 	if err != nil {
@@ -196,6 +205,11 @@ func readProc(procRoot string, pid uint32) (procInfo, error) {
 		pi.partial = true
 	} else {
 		pi.cg, pi.cgOK = ParseCgroup(b), true
+	}
+	if pi.stat.Exited() {
+		// A zombie has left its cgroups (it reads "/") and its exe link is
+		// gone: keep only what stat and cmdline said.
+		pi.cg, pi.cgOK, pi.exe = CgroupInfo{}, false, ""
 	}
 	return pi, nil
 }

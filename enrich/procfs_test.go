@@ -16,12 +16,13 @@ func TestParseStat(t *testing.T) {
 		want    Stat
 		wantErr bool
 	}{
-		{"plain", statLine(812, "curl", 790, 123456), Stat{PID: 812, Comm: "curl", PPID: 790, StartTicks: 123456}, false},
-		{"comm with spaces", statLine(77, "Web Content", 1, 9), Stat{PID: 77, Comm: "Web Content", PPID: 1, StartTicks: 9}, false},
-		{"comm with parens", statLine(6060, "envoy) (main", 6001, 440123), Stat{PID: 6060, Comm: "envoy) (main", PPID: 6001, StartTicks: 440123}, false},
-		{"comm ending in paren", statLine(9, "x) S 1 2 3 (", 2, 1<<40), Stat{PID: 9, Comm: "x) S 1 2 3 (", PPID: 2, StartTicks: 1 << 40}, false},
-		{"kernel thread", statLine(2, "kthreadd", 0, 0), Stat{PID: 2, Comm: "kthreadd", PPID: 0, StartTicks: 0}, false},
-		{"empty comm", statLine(3, "", 1, 5), Stat{PID: 3, Comm: "", PPID: 1, StartTicks: 5}, false},
+		{"plain", statLine(812, "curl", 790, 123456), Stat{PID: 812, Comm: "curl", PPID: 790, StartTicks: 123456, State: 'S'}, false},
+		{"comm with spaces", statLine(77, "Web Content", 1, 9), Stat{PID: 77, Comm: "Web Content", PPID: 1, StartTicks: 9, State: 'S'}, false},
+		{"comm with parens", statLine(6060, "envoy) (main", 6001, 440123), Stat{PID: 6060, Comm: "envoy) (main", PPID: 6001, StartTicks: 440123, State: 'S'}, false},
+		{"comm ending in paren", statLine(9, "x) S 1 2 3 (", 2, 1<<40), Stat{PID: 9, Comm: "x) S 1 2 3 (", PPID: 2, StartTicks: 1 << 40, State: 'S'}, false},
+		{"kernel thread", statLine(2, "kthreadd", 0, 0), Stat{PID: 2, Comm: "kthreadd", PPID: 0, StartTicks: 0, State: 'S'}, false},
+		{"empty comm", statLine(3, "", 1, 5), Stat{PID: 3, Comm: "", PPID: 1, StartTicks: 5, State: 'S'}, false},
+		{"zombie", strings.Replace(statLine(4, "nc", 1, 7), ") S ", ") Z ", 1), Stat{PID: 4, Comm: "nc", PPID: 1, StartTicks: 7, State: 'Z'}, false},
 		{"truncated", "812 (curl) S 790 812 812 0", Stat{}, true},
 		{"no comm", "812 curl S 790", Stat{}, true},
 		{"bad starttime", strings.Replace(statLine(5, "a", 1, 1234), " 1234 ", " x ", 1), Stat{}, true},

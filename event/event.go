@@ -144,6 +144,27 @@ type Workload struct {
 	Runtime     string    // "docker", "containerd", "cri-o", "podman", ...
 	PodUID      string    // Kubernetes pod UID, dashed form
 	Cgroup      string    // the process's cgroup path (v2 path, else name=systemd)
+	// Container is what the container runtime says of ContainerID (names,
+	// image, pod); nil until it is known, which may be after the first
+	// events of a container.
+	Container *ContainerMeta
+}
+
+// ContainerMeta is a container runtime's metadata of one container. A zero
+// field means unknown. Values are shared and immutable once published.
+type ContainerMeta struct {
+	Name      string   // container name: Docker's (without the leading /), else the Kubernetes container name
+	ImageName string   // image reference without tag or digest, e.g. "docker.io/library/nginx"
+	ImageTags []string // e.g. ["1.27"]
+	// Service is the workload's own name for itself: the pod's
+	// app.kubernetes.io/name label or the compose service label.
+	Service        string
+	ComposeProject string // com.docker.compose.project
+	PodName        string // k8s.pod.name
+	PodNamespace   string // k8s.namespace.name
+	PodUID         string // k8s.pod.uid, dashed
+	K8sContainer   string // k8s.container.name
+	Source         string // where it was read: "docker config.v2.json", "docker API", "OCI bundle", "CRI API"
 }
 
 // IsConnect reports an outgoing connection attempt (400/402).

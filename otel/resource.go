@@ -1,6 +1,7 @@
 package otel
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net/url"
@@ -24,9 +25,11 @@ const (
 // UnknownService is service.name when an event names no executable.
 const UnknownService = "unknown_service"
 
-// ServiceName returns the service.name of the workload behind ev: the
-// executable name (Workload.ExeName, else the event's comm), or
-// UnknownService.
+// ServiceName returns the service.name of the workload behind ev, the
+// first that is known of: the workload's own name for itself (its pod's
+// app.kubernetes.io/name label, its compose service label), its
+// container's name, the executable name (Workload.ExeName, else the
+// event's comm), else UnknownService.
 //
 // It is deliberately not unique per process or container: replicas of a
 // deployment, restarts of a container and repeated runs of a command
@@ -34,7 +37,15 @@ const UnknownService = "unknown_service"
 // service.name), while process.pid, container.id and k8s.pod.uid keep the
 // instances apart.
 func ServiceName(ev *event.Event) string {
-	if w := ev.Workload; w != nil && w.ExeName != "" {
+	w := ev.Workload
+	if w != nil && w.Container != nil {
+		if c := w.Container; c.Service != "" {
+			return c.Service
+		} else if c.Name != "" {
+			return c.Name
+		}
+	}
+	if w != nil && w.ExeName != "" {
 		return w.ExeName
 	}
 	if ev.Comm != "" {
@@ -131,8 +142,8 @@ func appendWorkloadAttributes(dst []attribute.KeyValue, ev *event.Event, omitArg
 	if !ev.Host() {
 		dst = append(dst, semconv.ProcessVpid(int(ev.PID)))
 	}
-	if name != UnknownService {
-		dst = append(dst, semconv.ProcessExecutableName(name))
+	if exe := cmp.Or(w.ExeName, ev.Comm); exe != "" {
+		dst = append(dst, semconv.ProcessExecutableName(exe))
 	}
 	if w.ExePath != "" {
 		dst = append(dst, semconv.ProcessExecutablePath(w.ExePath))
@@ -159,12 +170,43 @@ func appendWorkloadAttributes(dst []attribute.KeyValue, ev *event.Event, omitArg
 	if w.PodUID != "" {
 		dst = append(dst, semconv.K8SPodUID(w.PodUID))
 	}
+	if c := w.Container; c != nil {
+		dst = appendContainerAttributes(dst, c)
+	}
 	dst = append(dst,
 		AttrPidNS.Int64(int64(ev.PidNS)),
 		AttrMntNS.Int64(int64(ev.MntNS)),
 	)
 	if w.Cgroup != "" {
 		dst = append(dst, AttrCgroup.String(w.Cgroup))
+	}
+	return dst
+}
+
+// appendContainerAttributes appends what the container runtime said.
+func appendContainerAttributes(dst []attribute.KeyValue, c *event.ContainerMeta) []attribute.KeyValue {
+	if c.Name != "" {
+		dst = append(dst, semconv.ContainerName(c.Name))
+	}
+	if c.ImageName != "" {
+		dst = append(dst, semconv.ContainerImageName(c.ImageName))
+	}
+	if len(c.ImageTags) > 0 {
+		dst = append(dst, semconv.ContainerImageTags(c.ImageTags...))
+	}
+	if c.PodName != "" {
+		dst = append(dst, semconv.K8SPodName(c.PodName))
+	}
+	if c.PodNamespace != "" {
+		dst = append(dst, semconv.K8SNamespaceName(c.PodNamespace))
+	}
+	if c.K8sContainer != "" {
+		dst = append(dst, semconv.K8SContainerName(c.K8sContainer))
+	}
+	// service.namespace qualifies service.name: the compose project, or
+	// the pod's namespace.
+	if ns := cmp.Or(c.ComposeProject, c.PodNamespace); ns != "" {
+		dst = append(dst, semconv.ServiceNamespace(ns))
 	}
 	return dst
 }
@@ -181,6 +223,7 @@ type resourceKey struct {
 	name                        string
 	exePath                     string
 	containerID                 string
+	container                   *event.ContainerMeta // shared and immutable: equal pointers, equal metadata
 }
 
 func keyOf(ev *event.Event) resourceKey {
@@ -195,6 +238,7 @@ func keyOf(ev *event.Event) resourceKey {
 		}
 		k.exePath = w.ExePath
 		k.containerID = w.ContainerID
+		k.container = w.Container
 	}
 	return k
 }

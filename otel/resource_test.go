@@ -117,6 +117,51 @@ func TestServiceName(t *testing.T) {
 	}
 }
 
+// Names from the container runtime: service.name is the workload's own
+// name (pod app label, compose service), else the container's name, else
+// the executable; the names are resource attributes.
+func TestContainerMetaAttributes(t *testing.T) {
+	ev := acceptEvent()
+	meta := &event.ContainerMeta{Name: "web-frontend", ImageName: "demo/busybox", ImageTags: []string{"1"}}
+	ev.Workload = &event.Workload{ExeName: "nc", ContainerID: containerID, Runtime: "docker", Container: meta}
+	if got := ServiceName(ev); got != "web-frontend" {
+		t.Errorf("service.name %q, want the container name", got)
+	}
+	got := attrMapOf(appendWorkloadAttributes(nil, ev, false))
+	for k, v := range map[string]string{"service.name": "web-frontend", "container.name": "web-frontend",
+		"container.image.name": "demo/busybox", "container.id": containerID} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+	if tags, _ := got["container.image.tags"].([]string); len(tags) != 1 || tags[0] != "1" {
+		t.Errorf("container.image.tags = %v", got["container.image.tags"])
+	}
+	if got["process.executable.name"] != "nc" {
+		t.Errorf("process.executable.name = %v, want the executable, nc", got["process.executable.name"])
+	}
+
+	meta2 := *meta
+	meta2.Service, meta2.ComposeProject = "web", "shop"
+	ev.Workload.Container = &meta2
+	if got := ServiceName(ev); got != "web" {
+		t.Errorf("service.name %q, want the compose service label", got)
+	}
+	if got := attrMapOf(appendWorkloadAttributes(nil, ev, false)); got["service.namespace"] != "shop" {
+		t.Errorf("service.namespace %v, want the compose project", got["service.namespace"])
+	}
+
+	k8s := &event.ContainerMeta{Name: "api", K8sContainer: "api", PodName: "demo", PodNamespace: "shop", PodUID: "u-1", Service: "checkout"}
+	ev.Workload = &event.Workload{ExeName: "server", ContainerID: containerID, PodUID: "u-1", Container: k8s}
+	got = attrMapOf(appendWorkloadAttributes(nil, ev, false))
+	for k, v := range map[string]string{"service.name": "checkout", "k8s.pod.name": "demo", "k8s.namespace.name": "shop",
+		"k8s.container.name": "api", "k8s.pod.uid": "u-1", "service.namespace": "shop", "container.name": "api"} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %s", k, got[k], v)
+		}
+	}
+}
+
 func TestHostAttributes(t *testing.T) {
 	dir := t.TempDir()
 	idFile := filepath.Join(dir, "machine-id")
@@ -241,6 +286,11 @@ func TestResourceKey(t *testing.T) {
 		"start":     func(e *event.Event) { w := *e.Workload; w.StartTime = w.StartTime.Add(time.Second); e.Workload = &w },
 		"exe":       func(e *event.Event) { w := *e.Workload; w.ExePath = "/bin/other"; e.Workload = &w },
 		"container": func(e *event.Event) { w := *e.Workload; w.ContainerID = containerID; e.Workload = &w },
+		"container names known": func(e *event.Event) {
+			w := *e.Workload
+			w.Container = &event.ContainerMeta{Name: "web"}
+			e.Workload = &w
+		},
 	} {
 		ev := connectEvent()
 		mod(ev)

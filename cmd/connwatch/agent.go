@@ -89,10 +89,11 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		return err
 	}
 
-	enr, err := enrich.New(enrich.Options{ProcRoot: cfg.Enrich.ProcRoot, PasswdPath: cfg.Enrich.Passwd, NoOwners: cfg.Enrich.Passwd == ""})
+	enr, err := enrich.New(enrichOptions(cfg, log))
 	if err != nil {
-		return fmt.Errorf("process enrichment: %w", err)
+		return err // "enrich: ..." says what
 	}
+	defer enr.Close()
 
 	// Waking the reader for every sample costs the connecting task ~10 µs
 	// of BPF time per event; batching wakeups (perf) or not waking at all
@@ -467,4 +468,29 @@ func explainLoadError(err error) error {
 		return fmt.Errorf("this kernel supports none of connwatch's attach modes (it needs BPF and the sock/inet_sock_set_state tracepoint, Linux 5.8+): %w", err)
 	}
 	return err
+}
+
+// criSockets are the usual paths of a CRI runtime's socket, tried in order
+// for enrich.cri_socket: auto.
+var criSockets = []string{"/run/containerd/containerd.sock", "/run/crio/crio.sock", "/var/run/containerd/containerd.sock", "/var/run/crio/crio.sock"}
+
+func enrichOptions(cfg *config.Config, log *slog.Logger) enrich.Options {
+	e := cfg.Enrich
+	o := enrich.Options{
+		ProcRoot: e.ProcRoot, PasswdPath: e.Passwd, NoOwners: e.Passwd == "",
+		DockerRoot: e.DockerRoot, ContainerdState: e.ContainerdState, DockerSocket: e.DockerSocket, CRISocket: e.CRISocket,
+		Logger: log.With("stage", "enrich"),
+	}
+	if o.CRISocket == config.CRISocketAuto {
+		o.CRISocket = ""
+		for _, p := range criSockets {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Type() == os.ModeSocket {
+				o.CRISocket = p
+				break
+			}
+		}
+	}
+	log.Debug("container metadata sources", "docker_root", o.DockerRoot, "containerd_state", o.ContainerdState,
+		"docker_socket", o.DockerSocket, "cri_socket", o.CRISocket)
+	return o
 }

@@ -285,6 +285,10 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 	p.counter("connwatch_enrich_misses_total", "Enrichment that could not learn everything, by reason.", es.PartialReads, "reason", "partial_read")
 	p.counter("connwatch_enrich_misses_total", "Enrichment that could not learn everything, by reason.", es.NothingLearnt, "reason", "nothing_learnt")
 	p.counter("connwatch_enrich_namespace_fallbacks_total", "Events attributed by their namespaces after the process was gone.", es.NSFallbacks)
+	p.counter("connwatch_enrich_parent_fallbacks_total", "Exited processes attributed to their container by their parent's cgroup.", es.ParentFallbacks)
+	p.counter("connwatch_enrich_container_lookups_total", "Container metadata lookups, by result.", es.ContainersNamed, "result", "found")
+	p.counter("connwatch_enrich_container_lookups_total", "Container metadata lookups, by result.", es.ContainersUnnamed, "result", "not_found")
+	p.counter("connwatch_enrich_container_lookups_total", "Container metadata lookups, by result.", es.MetaSourceErrors, "result", "source_error")
 	p.gauge("connwatch_enrich_cached_processes", "Processes in the enrichment cache.", float64(es.CachedProcs))
 	p.gauge("connwatch_known_namespaces", "Namespace pairs in the namespace index.", float64(es.Namespaces))
 
