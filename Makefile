@@ -75,9 +75,10 @@ bench: build ## measure BPF time, connection-rate overhead, loss, user-space thr
 	$(SUDO) env "PATH=$$PATH" bench/run.sh
 
 .PHONY: deps
-deps: ## install the Debian packages that `make generate` (clang, llvm, libbpf-dev) and the privileged tests (nftables) need
-	command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] && command -v nft >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev nftables; }
+deps: ## install the Debian packages that `make generate` (clang, llvm, libbpf-dev) and the privileged tests (nftables, docker.io, containerd, busybox-static) need
+	command -v clang >/dev/null && [ -f /usr/include/bpf/bpf_helpers.h ] && command -v nft >/dev/null && \
+	  command -v dockerd >/dev/null && command -v containerd >/dev/null && [ -x /bin/busybox ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang llvm libbpf-dev nftables docker.io containerd busybox-static; }
 
 .PHONY: generate
 generate: ## regenerate the committed BPF object and Go bindings (bpf2go; needs clang)
@@ -93,8 +94,10 @@ VM_MODES   ?= fentry,kprobe,tracepoint
 # capabilities) does not depend on the kernel or the attach mode: tested
 # on the host only. So is the trace join through DNAT (netfilter and the
 # ID derivation; the guests have no nft), whose kernel part, the ISN of
-# both ends, TestTwoAgentsJoinOneTrace checks in every guest.
-VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT
+# both ends, TestTwoAgentsJoinOneTrace checks in every guest. And the
+# tests against real dockerd and containerd, which the guests do not have
+# (what they check is user space: runtimes' files and APIs).
+VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames
 
 .PHONY: vmtest
 vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)

@@ -462,6 +462,12 @@ func checkCompose(f composeFiles) problems {
 	if h, _, err := hostPort(cfg.Telemetry.Listen); err != nil || isLoopback(h) {
 		p.add("deploy/compose/connwatch.yaml: telemetry.listen %q is not reachable from outside the container", cfg.Telemetry.Listen)
 	}
+	for _, s := range checkRuntimeMounts(cfg, func(target string) (string, bool, bool) {
+		m, ok := vols[target]
+		return m.source, m.readOnly, ok
+	}) {
+		p.add("connwatch: %s", s)
+	}
 
 	// The agent exports to the collector service's OTLP/gRPC port, once
 	// the environment is applied as the agent applies it.
@@ -613,6 +619,38 @@ func TestDockerignoreKeepsBuildInputs(t *testing.T) {
 			t.Errorf(".dockerignore excludes %s, which the image build needs", need)
 		}
 	}
+}
+
+// checkRuntimeMounts checks that the container runtimes' records the
+// agent is configured to read are mounted read-only at those paths from
+// the host's, and that no runtime socket is mounted that the config does
+// not use (it grants control of every container). mounted returns the
+// host source of a mount target, whether it is read-only, and whether
+// anything is mounted there.
+func checkRuntimeMounts(cfg *config.Config, mounted func(target string) (source string, readOnly, ok bool)) problems {
+	var p problems
+	for key, dir := range map[string]string{
+		"enrich.docker_root":      path.Join(cfg.Enrich.DockerRoot, "containers"),
+		"enrich.containerd_state": path.Join(cfg.Enrich.ContainerdState, "io.containerd.runtime.v2.task"),
+	} {
+		if strings.HasSuffix(dir, "/") || !strings.HasPrefix(dir, "/") {
+			continue // the source is off
+		}
+		switch src, ro, ok := mounted(dir); {
+		case !ok:
+			p.add("%s: nothing mounted at %s", key, dir)
+		case src != dir:
+			p.add("%s: %s is mounted from %s, want the host's %s", key, dir, src, dir)
+		case !ro:
+			p.add("%s: %s should be read-only", key, dir)
+		}
+	}
+	for _, sock := range []string{"/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock", "/run/crio/crio.sock"} {
+		if _, _, ok := mounted(sock); ok && sock != cfg.Enrich.DockerSocket && sock != cfg.Enrich.CRISocket {
+			p.add("%s is mounted but the agent's config does not use it: it grants control of every container", sock)
+		}
+	}
+	return p
 }
 
 // ---------------------------------------------------------------------
@@ -864,6 +902,12 @@ func checkAgent(k k8sObjects) problems {
 	if mounted[cfg.Enrich.ProcRoot] != "/proc" {
 		p.add("agent config: enrich.proc_root %q is not the host's /proc mount", cfg.Enrich.ProcRoot)
 	}
+	for _, s := range checkRuntimeMounts(cfg, func(target string) (string, bool, bool) {
+		src, ok := mounted[target]
+		return src, ro[target], ok
+	}) {
+		p.add("DaemonSet: %s", s)
+	}
 	if mounted[cfg.Enrich.Passwd] != "/etc/passwd" {
 		p.add("agent config: enrich.passwd %q is not the host's /etc/passwd mount", cfg.Enrich.Passwd)
 	}
@@ -1027,6 +1071,15 @@ func checkGateway(cfg obj, c obj) problems {
 	if got := strs(cfg, "service", "pipelines", "traces", "exporters"); !slices.Contains(got, "loadbalancing") {
 		p.add("the traces pipeline exports to %v, not through loadbalancing: the two ends of a connection would reach different service-graph collectors", got)
 	}
+	byUID := false
+	for _, a := range list(cfg, "processors", "k8sattributes", "pod_association") {
+		for _, src := range list(a, "sources") {
+			byUID = byUID || (str(src, "from") == "resource_attribute" && str(src, "name") == "k8s.pod.uid")
+		}
+	}
+	if !byUID {
+		p.add("k8sattributes must associate by the resource attribute k8s.pod.uid (the only pod identity the agent has)")
+	}
 	if rk := str(cfg, "exporters", "loadbalancing", "routing_key"); rk != "traceID" {
 		p.add("loadbalancing.routing_key is %q, want traceID (both ends of a connection share only the trace ID)", rk)
 	}
@@ -1125,6 +1178,14 @@ func TestChecksCatchBrokenWiring(t *testing.T) {
 		breakIt    func(f *composeFiles)
 	}{
 		{"no host pid", "pid is", func(f *composeFiles) { delete(services(*f, "connwatch"), "pid") }},
+		{"docker socket unused", "grants control of every container", func(f *composeFiles) {
+			s := services(*f, "connwatch")
+			s["volumes"] = append(list(s, "volumes"), "/var/run/docker.sock:/var/run/docker.sock:ro")
+		}},
+		{"docker records not mounted", "enrich.docker_root: nothing mounted at /var/lib/docker/containers", func(f *composeFiles) {
+			s := services(*f, "connwatch")
+			s["volumes"] = slices.DeleteFunc(list(s, "volumes"), func(v any) bool { return strings.HasPrefix(str(v), "/var/lib/docker/") })
+		}},
 		{"capability missing", "cap_add lacks [PERFMON]", func(f *composeFiles) {
 			s := services(*f, "connwatch")
 			s["cap_add"] = slices.DeleteFunc(list(s, "cap_add"), func(v any) bool { return str(v) == "PERFMON" })
@@ -1177,6 +1238,13 @@ func TestChecksCatchBrokenWiring(t *testing.T) {
 		breakIt    func(k k8sObjects)
 	}{
 		{"no hostPID", "hostPID", func(k k8sObjects) { delete(mapOf(daemonSet(k), "spec", "template", "spec"), "hostPID") }},
+		{"runtime records writable", "io.containerd.runtime.v2.task should be read-only", func(k k8sObjects) {
+			for _, vm := range list(agentContainer(k), "volumeMounts") {
+				if str(vm, "name") == "containerd-tasks" {
+					delete(vm.(obj), "readOnly")
+				}
+			}
+		}},
 		{"capability missing", "lacks [SYS_PTRACE]", func(k k8sObjects) {
 			caps := mapOf(agentContainer(k), "securityContext", "capabilities")
 			caps["add"] = slices.DeleteFunc(list(caps, "add"), func(v any) bool { return str(v) == "SYS_PTRACE" })
@@ -1221,7 +1289,11 @@ func TestChecksCatchBrokenWiring(t *testing.T) {
 		}},
 		{"gateway batch first", "memory_limiter must be the first", func(k k8sObjects) {
 			d := mapOf(k.find("ConfigMap", "otel-gateway-config"), "data")
-			d["config.yaml"] = strings.Replace(str(d, "config.yaml"), "[memory_limiter, batch]", "[batch, memory_limiter]", 1)
+			d["config.yaml"] = strings.Replace(str(d, "config.yaml"), "[memory_limiter, k8sattributes, batch]", "[batch, memory_limiter]", 1)
+		}},
+		{"k8sattributes by IP", "associate by the resource attribute k8s.pod.uid", func(k k8sObjects) {
+			d := mapOf(k.find("ConfigMap", "otel-gateway-config"), "data")
+			d["config.yaml"] = strings.Replace(str(d, "config.yaml"), "name: k8s.pod.uid", "name: k8s.pod.ip", 1)
 		}},
 		{"routing by service", "want traceID", func(k k8sObjects) {
 			d := mapOf(k.find("ConfigMap", "otel-gateway-config"), "data")

@@ -117,14 +117,46 @@ func appendWorkload(dst []byte, w *Workload) []byte {
 			dst = append(dst, `,"runtime":`...)
 			dst = appendString(dst, w.Runtime)
 		}
+		if c := w.Container; c != nil {
+			dst = appendField(dst, "name", c.Name)
+			dst = appendField(dst, "image", c.ImageName)
+			if len(c.ImageTags) > 0 {
+				dst = append(dst, `,"image_tags":[`...)
+				for i, tag := range c.ImageTags {
+					if i > 0 {
+						dst = append(dst, ',')
+					}
+					dst = appendString(dst, tag)
+				}
+				dst = append(dst, ']')
+			}
+		}
 		dst = append(dst, '}')
 	}
-	if w.PodUID != "" {
+	var c ContainerMeta
+	if w.Container != nil {
+		c = *w.Container
+	}
+	if w.PodUID != "" || c.PodName != "" {
 		dst = append(dst, `,"k8s":{"pod_uid":`...)
 		dst = appendString(dst, w.PodUID)
+		dst = appendField(dst, "pod_name", c.PodName)
+		dst = appendField(dst, "namespace", c.PodNamespace)
+		dst = appendField(dst, "container_name", c.K8sContainer)
 		dst = append(dst, '}')
 	}
 	return dst
+}
+
+// appendField appends ,"key":"v" unless v is empty.
+func appendField(dst []byte, key, v string) []byte {
+	if v == "" {
+		return dst
+	}
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, '"', ':')
+	return appendString(dst, v)
 }
 
 func appendUint(dst []byte, key string, v uint64) []byte {

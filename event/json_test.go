@@ -124,3 +124,35 @@ func TestAppendJSONWorkload(t *testing.T) {
 		t.Errorf("container %+v k8s %+v", got.Container, got.K8s)
 	}
 }
+
+// The runtime's names, once known, under "container" and "k8s".
+func TestAppendJSONContainerMeta(t *testing.T) {
+	ev := Event{EventID: TCPConnect, Comm: "nc", Workload: &Workload{ExeName: "nc", ContainerID: "3f2a", Runtime: "containerd",
+		Container: &ContainerMeta{Name: "client", ImageName: "docker.io/demo/busybox", ImageTags: []string{"1"},
+			PodName: "demo", PodNamespace: "shop", PodUID: "u-1", K8sContainer: "client"}}}
+	var got struct {
+		Container struct {
+			ID, Name, Image string
+			Tags            []string `json:"image_tags"`
+		} `json:"container"`
+		K8s struct {
+			PodUID        string `json:"pod_uid"`
+			PodName       string `json:"pod_name"`
+			Namespace     string `json:"namespace"`
+			ContainerName string `json:"container_name"`
+		} `json:"k8s"`
+	}
+	line := AppendJSON(nil, &ev, "tracepoint")
+	if err := json.Unmarshal(line, &got); err != nil {
+		t.Fatalf("%v: %s", err, line)
+	}
+	c, k := got.Container, got.K8s
+	if c.ID != "3f2a" || c.Name != "client" || c.Image != "docker.io/demo/busybox" || len(c.Tags) != 1 || c.Tags[0] != "1" {
+		t.Errorf("container %+v in %s", c, line)
+	}
+	// The pod UID from the cgroup is empty here: the one the runtime gave
+	// is the Workload's once known (enrich sets both).
+	if k.PodName != "demo" || k.Namespace != "shop" || k.ContainerName != "client" {
+		t.Errorf("k8s %+v in %s", k, line)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -55,6 +57,11 @@ func busyboxRootfs(t *testing.T) []byte {
 	bin, err := os.ReadFile(bb)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if f, err := elf.NewFile(bytes.NewReader(bin)); err != nil {
+		t.Fatalf("%s: %v", bb, err)
+	} else if slices.ContainsFunc(f.Progs, func(p *elf.Prog) bool { return p.Type == elf.PT_INTERP }) {
+		skipOrFail(t, "%s is dynamically linked; the images need a static one (Debian package busybox-static)", bb)
 	}
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
@@ -450,5 +457,60 @@ state = %q
 				t.Errorf("connwatch.cgroup %q, want /k8s.io/%s", c, id2)
 			}
 		})
+	}
+}
+
+// Metadata sources that cannot answer never hold events back: with Docker's
+// data root missing and a Docker socket that accepts connections and never
+// answers, a container's connections are reported at once, with its
+// container.id, and the agent warns once per source.
+func TestBrokenRuntimeSources(t *testing.T) {
+	requireRoot(t)
+	dir := t.TempDir()
+	hang := filepath.Join(dir, "docker.sock")
+	l, err := net.Listen("unix", hang)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	r := otlptest.Start(t)
+	agent := startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + r.Endpoint()}, "-c", writeTempConfig(t,
+		"telemetry: {listen: \"\"}\nenrich: {docker_root: "+filepath.Join(dir, "no-docker")+", docker_socket: "+hang+
+			", containerd_state: \"\", cri_socket: \"\"}\n"))
+	id := randomContainerID(t)
+	child := startNamespacedChild(t, func(pid int) { intoContainerCgroup(t, id, pid) })
+	for i := range 4 {
+		start := time.Now()
+		child.connect(t, false)
+		got, err := r.WaitSpans(exportTimeout, 1, func(s otlptest.Span) bool {
+			return s.Attrs()["network.local.port"] == int64(child.Local) && s.ResourceAttrs()["container.id"] == id
+		})
+		if err != nil {
+			t.Fatalf("connection %d of the container: %v", i+1, err)
+		}
+		t.Logf("connection %d reported after %v, container.name %v", i+1, time.Since(start).Round(time.Millisecond), got[0].ResourceAttrs()["container.name"])
+		time.Sleep(time.Second)
+	}
+	stderr := agent.stderr.String()
+	for _, src := range []string{"docker files " + filepath.Join(dir, "no-docker", "containers"), "docker API " + hang} {
+		n := 0
+		for _, line := range strings.Split(stderr, "\n") {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, `msg="container metadata source unavailable`) &&
+				strings.Contains(line, `source="`+src+`"`) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d warnings for %s, want 1:\n%s", n, src, stderr)
+		}
 	}
 }
