@@ -87,14 +87,7 @@ func appendWorkload(dst []byte, w *Workload) []byte {
 		dst = appendString(dst, w.ExePath)
 	}
 	if len(w.Args) > 0 {
-		dst = append(dst, `,"args":[`...)
-		for i, a := range w.Args {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = appendString(dst, a)
-		}
-		dst = append(dst, ']')
+		dst = appendStrings(dst, "args", w.Args)
 	}
 	if w.Owner != "" {
 		dst = append(dst, `,"owner":`...)
@@ -121,14 +114,7 @@ func appendWorkload(dst []byte, w *Workload) []byte {
 			dst = appendField(dst, "name", c.Name)
 			dst = appendField(dst, "image", c.ImageName)
 			if len(c.ImageTags) > 0 {
-				dst = append(dst, `,"image_tags":[`...)
-				for i, tag := range c.ImageTags {
-					if i > 0 {
-						dst = append(dst, ',')
-					}
-					dst = appendString(dst, tag)
-				}
-				dst = append(dst, ']')
+				dst = appendStrings(dst, "image_tags", c.ImageTags)
 			}
 		}
 		dst = append(dst, '}')
@@ -146,6 +132,20 @@ func appendWorkload(dst []byte, w *Workload) []byte {
 		dst = append(dst, '}')
 	}
 	return dst
+}
+
+// appendStrings appends ,"key":[...] with the strings of l.
+func appendStrings(dst []byte, key string, l []string) []byte {
+	dst = append(dst, ',', '"')
+	dst = append(dst, key...)
+	dst = append(dst, `":[`...)
+	for i, v := range l {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, v)
+	}
+	return append(dst, ']')
 }
 
 // appendField appends ,"key":"v" unless v is empty.

@@ -357,13 +357,8 @@ func childMain() int {
 	case childNAT:
 		return natChild()
 	}
-	if err := loUp(); err != nil {
-		fmt.Fprintln(os.Stderr, "child: lo up:", err)
-		return 1
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "child: listen:", err)
+	ln, ok := loListener("child")
+	if !ok {
 		return 1
 	}
 	go func() {
@@ -390,9 +385,7 @@ func childMain() int {
 				return 1
 			}
 			conns = append(conns, c)
-			_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
-			_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
-			fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+			reportConn(c)
 		case "short":
 			self, _ := os.Executable()
 			cmd := exec.Command(self, "-test.run=^$", ln.Addr().String())
@@ -439,10 +432,31 @@ func hostNetChild() int {
 			return 1
 		}
 		conns = append(conns, c)
-		_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
-		_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
-		fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+		reportConn(c)
 	}
+}
+
+// reportConn tells the test about a child's connection: "connected
+// <local port> <remote port> <host pid of the connecting process>".
+func reportConn(c net.Conn) {
+	_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
+	_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
+	fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+}
+
+// loListener brings lo up in the child's network namespace and listens on
+// 127.0.0.1; who names the child in errors.
+func loListener(who string) (net.Listener, bool) {
+	if err := loUp(); err != nil {
+		fmt.Fprintln(os.Stderr, who+": lo up:", err)
+		return nil, false
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, who+": listen:", err)
+		return nil, false
+	}
+	return ln, true
 }
 
 // shortConnect connects to addr, reports like childMain and exits.
@@ -452,9 +466,7 @@ func shortConnect(addr string) int {
 		fmt.Fprintln(os.Stderr, "short: dial:", err)
 		return 1
 	}
-	_, lport, _ := net.SplitHostPort(c.LocalAddr().String())
-	_, rport, _ := net.SplitHostPort(c.RemoteAddr().String())
-	fmt.Printf("connected %s %s %d\n", lport, rport, hostPID(os.Getpid()))
+	reportConn(c)
 	c.Close()
 	return 0
 }

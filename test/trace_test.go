@@ -132,13 +132,8 @@ const (
 // "connected <client port> <listener port> <host pid>". It keeps the
 // connection until stdin closes.
 func natChild() int {
-	if err := loUp(); err != nil {
-		fmt.Fprintln(os.Stderr, "nat child: lo up:", err)
-		return 1
-	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nat child: listen:", err)
+	ln, ok := loListener("nat child")
+	if !ok {
 		return 1
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
