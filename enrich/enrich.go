@@ -502,8 +502,8 @@ func (e *Enricher) miss(ev *event.Event) {
 			// when the parent shares its namespaces (a container's shell
 			// that ran it).
 			if pcg, ok := e.parentCgroup(ev); ok {
-				ent, known = e.ns.learn(k, pcg, e.now(), 0)
-				e.parentFallbacks.Add(1)
+				ent = e.learnFromParent(k, pcg)
+				known = true
 			}
 		}
 		if known && cg.ContainerID == "" && ent.ContainerID != "" {
@@ -533,8 +533,7 @@ func (e *Enricher) fallback(ev *event.Event) {
 		ent, ok := e.ns.lookup(k)
 		if !ok {
 			if pcg, pok := e.parentCgroup(ev); pok {
-				ent, ok = e.ns.learn(k, pcg, e.now(), 0)
-				e.parentFallbacks.Add(1)
+				ent, ok = e.learnFromParent(k, pcg), true
 			}
 		}
 		if ok {
@@ -574,6 +573,16 @@ func (e *Enricher) parentCgroup(ev *event.Event) (CgroupInfo, bool) {
 	}
 	cg := ParseCgroup(b)
 	return cg, cg.Path != "" && cg.Path != "/"
+}
+
+// learnFromParent indexes namespaces k as the parent's cgroup says.
+func (e *Enricher) learnFromParent(k nsKey, cg CgroupInfo) NSEntry {
+	e.parentFallbacks.Add(1)
+	ent, isNew := e.ns.learn(k, cg, e.now(), 0)
+	if isNew {
+		e.ns.fire(ent)
+	}
+	return ent
 }
 
 // Revalidate checks every cached process against /proc/<pid>/stat: entries
