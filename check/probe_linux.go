@@ -47,10 +47,10 @@ func realProber() prober {
 		probeReadKernel:    probeProbeReadKernel,
 		syscallTracepoints: probeSyscallTracepoints,
 		perfEventArray: func() result {
-			return mapType(ebpf.PerfEventArray, "connwatch sends its events through it")
+			return mapType(ebpf.PerfEventArray, "connwatch's transport where the ring buffer is missing, and with probe.transport: perf")
 		},
 		ringBuf: func() result {
-			return mapType(ebpf.RingBuf, "not used by connwatch, which needs only the perf event array")
+			return mapType(ebpf.RingBuf, "connwatch's transport when present (probe.transport: auto), else it falls back to the perf event array")
 		},
 		capEff: func() (uint64, error) {
 			b, err := os.ReadFile("/proc/self/status")

@@ -91,18 +91,35 @@ func (l ErrorList) Unwrap() []error {
 // file are reported as an [ErrorList] naming path. Load does not apply
 // environment overrides; see [Config.ApplyEnv].
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// One byte more than allowed tells a file at the limit from a larger one.
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return nil, err
 	}
 	return Parse(path, data)
 }
 
+// Bounds of a configuration: a file larger than MaxFileBytes or with more
+// than MaxRules visibility rules is refused (a 10 MB file of 134 000 rules
+// took the agent to 459 MB before the bounds).
+const (
+	MaxFileBytes = 1 << 20
+	MaxRules     = 4096
+)
+
 // Parse parses a configuration document. name is used as the file name
 // in error messages. Keys that are absent keep their default values; an
 // empty document yields [Default]. The problems found (up to 100, then
 // a final "too many errors") are returned together as an [ErrorList].
 func Parse(name string, data []byte) (*Config, error) {
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("%s: larger than the %d KiB a configuration may be", name, MaxFileBytes>>10)
+	}
 	root, err := decodeNode(name, data)
 	if err != nil {
 		return nil, err
@@ -489,6 +506,10 @@ func (p *parser) visibility(n *yaml.Node, vis *Visibility) {
 			}
 			if l.Kind != yaml.SequenceNode {
 				p.errorf(v, "%s: expected a list of rules, got %s", where, describe(l))
+				return
+			}
+			if n := len(l.Content); n > MaxRules {
+				p.errorf(v, "%s: %d rules, more than the %d allowed (match many namespaces with one glob)", where, n, MaxRules)
 				return
 			}
 			rules := make([]Rule, 0, len(l.Content))

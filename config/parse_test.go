@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -302,7 +304,7 @@ func TestParseTooManyErrors(t *testing.T) {
 		b.WriteString("x")
 	}
 	b.WriteString("]\nvisibility:\n  rules:\n")
-	for range 20000 {
+	for range MaxRules {
 		b.WriteString("    - {match: {cgroup: /a}, scopes: *s}\n")
 	}
 	start := time.Now()
@@ -507,5 +509,35 @@ func TestLoad(t *testing.T) {
 	_, err = Load(filepath.Join(dir, "missing.yaml"))
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Load(missing) = %v, want a not-exist error", err)
+	}
+}
+
+// The bounds: a file over MaxFileBytes, more than MaxRules rules.
+func TestParseBounds(t *testing.T) {
+	big := bytes.Repeat([]byte("# padding\n"), MaxFileBytes/10+1)
+	if _, err := Parse("big.yaml", big); err == nil || err.Error() != "big.yaml: larger than the 1024 KiB a configuration may be" {
+		t.Errorf("a %d-byte file: %v", len(big), err)
+	}
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(path, big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than the 1024 KiB") {
+		t.Errorf("Load of a %d-byte file: %v", len(big), err)
+	}
+	var b strings.Builder
+	b.WriteString("visibility:\n  rules:\n")
+	for i := range MaxRules + 1 {
+		fmt.Fprintf(&b, "    - {match: {cgroup: \"/c%d\"}, scopes: []}\n", i)
+	}
+	if _, err := Parse("c.yaml", []byte(b.String())); err == nil ||
+		err.Error() != "c.yaml:3:5: visibility.rules: 4097 rules, more than the 4096 allowed (match many namespaces with one glob)" {
+		t.Errorf("%d rules: %v", MaxRules+1, err)
+	}
+	// At the bound, accepted.
+	s := b.String()
+	s = s[:strings.LastIndex(strings.TrimSuffix(s, "\n"), "\n")+1]
+	if c, err := Parse("c.yaml", []byte(s)); err != nil || len(c.Visibility.Rules) != MaxRules {
+		t.Errorf("%d rules: %v", MaxRules, err)
 	}
 }

@@ -46,12 +46,15 @@ var monitors = map[string]bpf.Monitor{
 // loadConfig reads the config file (defaults when path is empty), applies
 // the OpenTelemetry environment variables over it and then the -attach
 // flag, if given.
-func loadConfig(path, attach string) (*config.Config, error) {
+func loadConfig(path, attach string, log *slog.Logger) (*config.Config, error) {
 	cfg := config.Default()
 	if path != "" {
 		var err error
 		if cfg, err = config.Load(path); err != nil {
 			return nil, err
+		}
+		if fi, err := os.Stat(path); err == nil && fi.Size() == 0 {
+			log.Warn("config file is empty: every setting has its default", "file", path)
 		}
 	}
 	if err := cfg.ApplyEnv(os.Getenv); err != nil {
@@ -66,7 +69,7 @@ func loadConfig(path, attach string) (*config.Config, error) {
 // agent loads the probes and prints one JSON line per event until SIGINT or
 // SIGTERM.
 func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
-	cfg, err := loadConfig(o.configPath, o.attach)
+	cfg, err := loadConfig(o.configPath, o.attach, log)
 	if err != nil {
 		return err
 	}
@@ -337,7 +340,7 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 	}
 
 	reload := func(why string) {
-		next, err := loadConfig(path, o.attach)
+		next, err := loadConfig(path, o.attach, log)
 		if err != nil {
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return

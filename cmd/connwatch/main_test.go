@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/connwatch/connwatch/config"
 )
 
 // mainEnv makes the test binary run main(), so the tests exercise the real
@@ -291,5 +294,27 @@ func TestRunPasswdOff(t *testing.T) {
 			t.Errorf("config %q: resource %v; want process.owner present %v and process.user.id", tc.config, res, tc.wantOwner)
 		}
 		s.stop(t)
+	}
+}
+
+// An empty config file is accepted as all defaults, and the log says so;
+// a file with settings is not remarked on.
+func TestLoadConfigEmptyFile(t *testing.T) {
+	dir := t.TempDir()
+	empty, set := filepath.Join(dir, "empty.yaml"), filepath.Join(dir, "set.yaml")
+	os.WriteFile(empty, nil, 0o644)
+	os.WriteFile(set, []byte("monitor: host\n"), 0o644)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	cfg, err := loadConfig(empty, "", log)
+	if err != nil || cfg.Monitor != config.Default().Monitor {
+		t.Fatalf("empty file: %+v, %v", cfg, err)
+	}
+	if !strings.Contains(logs.String(), `level=WARN msg="config file is empty: every setting has its default" file=`+empty) {
+		t.Errorf("log %q does not say the file is empty", logs.String())
+	}
+	logs.Reset()
+	if cfg, err := loadConfig(set, "", log); err != nil || cfg.Monitor != "host" || logs.Len() != 0 {
+		t.Errorf("file with settings: %+v, %v, log %q", cfg, err, logs.String())
 	}
 }
