@@ -126,6 +126,7 @@ enum stat_ids {
 	STAT_DROPPED_AGENT = 6,      // events of the agent's own connections, left out (agent_tgid)
 	STAT_CONNS_TRACKED = 7,      // reported connections saved in conns until they close
 	STAT_CONNS_CLOSED = 8,       // of those, found again when they closed
+	STAT_DROPPED_MONITOR = 9,    // events of processes the monitor switch leaves out
 	STAT_MAX = 10,
 };
 
@@ -744,8 +745,10 @@ static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *s
 					      u32 id_v4, u32 id_v6, u64 start_ts, bool with_isn, u32 isn,
 					      struct tcp_close_info *info, bool btf)
 {
-	if (skip_context(context))
+	if (skip_context(context)) {
+		count(STAT_DROPPED_MONITOR);
 		return false;
+	}
 	// A close follows its connection: visibility was decided when the
 	// connection was reported (an entry in conns says it was).
 	if (!info && context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
@@ -1019,11 +1022,13 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 		// per connection. If visibility hides the attempt, the result
 		// goes alone (and only if it is a failure).
 		context.retval = 0;
-		if (!skip_context(&context) && !drop_syscall(&context, _NETWORK_PROBE)) {
+		if (skip_context(&context)) {
+			count(STAT_DROPPED_MONITOR);
+		} else if (drop_syscall(&context, _NETWORK_PROBE)) {
+			count(STAT_DROPPED_VISIBILITY);
+		} else {
 			id_v4 = _TCP_CONNECT_AND_RESULT;
 			id_v6 = _TCP_CONNECT_AND_RESULT_v6;
-		} else {
-			count(STAT_DROPPED_VISIBILITY);
 		}
 	}
 

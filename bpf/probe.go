@@ -509,6 +509,7 @@ type KernelStats struct {
 	PerfErrors        uint64 // samples the kernel could not write (perf or ring buffer full)
 	Accepts           uint64 // accept events assembled
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
+	DroppedMonitor    uint64 // events of processes the monitor switch leaves out (Options.Monitor)
 	DroppedAgent      uint64 // events of the agent's own connections left out (Options.AgentTGID)
 	ConnsTracked      uint64 // reported connections saved until they close
 	ConnsClosed       uint64 // of those, found again when they closed (a close event each, unless visibility hid it)
@@ -535,7 +536,7 @@ func (p *Probe) kernelStats() (KernelStats, error) {
 	var ks KernelStats
 	m := p.coll.Maps["stats"]
 	fields := []*uint64{&ks.AttemptsTracked, &ks.Results, &ks.ResultsUntracked, &ks.PerfErrors, &ks.Accepts, &ks.DroppedVisibility, &ks.DroppedAgent,
-		&ks.ConnsTracked, &ks.ConnsClosed}
+		&ks.ConnsTracked, &ks.ConnsClosed, &ks.DroppedMonitor}
 	for i, f := range fields {
 		var perCPU []uint64
 		if err := m.Lookup(uint32(i), &perCPU); err != nil {

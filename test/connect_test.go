@@ -193,14 +193,34 @@ func TestMonitorHost(t *testing.T) {
 }
 
 // monitor=containers leaves host processes out in the kernel.
+// The events it leaves out are counted as the monitor's, not as
+// visibility's.
 func TestMonitorContainers(t *testing.T) {
 	w := startProbe(t, bpf.Options{Monitor: bpf.MonitorContainers})
+	before, err := w.probe.KernelStats()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln := listen(t, "tcp4", "127.0.0.1:0")
 	c, err := net.Dial("tcp4", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	defer func() {
+		after, err := w.probe.KernelStats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The host connect, its result and its accept at least; other
+		// host processes may add to it.
+		if d := after.DroppedMonitor - before.DroppedMonitor; d < 3 {
+			t.Errorf("DroppedMonitor moved by %d for a host connection and its accept, want >= 3", d)
+		}
+		if d := after.DroppedVisibility - before.DroppedVisibility; d != 0 {
+			t.Errorf("DroppedVisibility moved by %d: the monitor's drops counted as visibility's", d)
+		}
+	}()
 	child := startNamespacedChild(t, nil)
 	child.connect(t, false)
 	w.waitEvent(t, eventTimeout, "the namespaced child's connect", func(ev *event.Event) bool {

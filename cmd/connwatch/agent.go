@@ -234,7 +234,7 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 	}
 	if ks, err := probe.KernelStats(); err == nil {
 		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors,
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_by_monitor", ks.DroppedMonitor, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors,
 			"connections_tracked", ks.ConnsTracked, "connections_closed", ks.ConnsClosed, "connections_forgotten", ks.ConnsForgotten)
 	}
 	es := enr.Stats()

@@ -307,6 +307,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 		p.counter("connwatch_kernel_connections_forgotten_total", "Tracked connections evicted while open (probe.max_connections): their close goes unreported.", ks.ConnsForgotten)
 		p.gauge("connwatch_kernel_connections_open", "Tracked connections open now.", float64(ks.ConnsOpen))
 		p.counter(dropped, droppedHelp, ks.DroppedVisibility, "stage", "kernel", "reason", "visibility")
+		p.counter(dropped, droppedHelp, ks.DroppedMonitor, "stage", "kernel", "reason", "monitor")
 		p.counter("connwatch_agent_own_events_total", "Events of the agent's own connections left out in the kernel (probe.include_agent: false).", ks.DroppedAgent)
 		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "buffer_full")
 	}
