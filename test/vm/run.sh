@@ -21,7 +21,7 @@ Boots a Debian cloud kernel with qemu-system-x86_64 (TCG) and runs BINARY
 
 options:
   --kernel SPEC      6.1 | 6.12 | all | exact package name such as
-                     linux-image-6.1.0-56-cloud-amd64 (default: \${CONNWATCH_VM_KERNEL:-6.12})
+                     linux-image-6.1.0-57-cloud-amd64 (default: \${CONNWATCH_VM_KERNEL:-6.12})
   --env KEY=VALUE    export KEY=VALUE in the guest before running BINARY
                      (repeatable; --env KEY copies KEY from the host environment)
   --add SRC:DST      copy host file or directory SRC to absolute path DST in the guest (repeatable)
