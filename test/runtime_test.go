@@ -365,7 +365,10 @@ state = %q
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	// Closed after the pods' cleanups (registered later, run earlier),
+	// which stop and remove the sandboxes through it; a shim left running
+	// would outlive containerd with its container.
+	t.Cleanup(func() { conn.Close() })
 	cri := runtimeapi.NewRuntimeServiceClient(conn)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -391,8 +394,14 @@ state = %q
 			t.Fatalf("RunPodSandbox %s: %v", name, err)
 		}
 		t.Cleanup(func() {
-			cri.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId})
-			cri.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := cri.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+				t.Errorf("StopPodSandbox %s: %v", name, err)
+			}
+			if _, err := cri.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+				t.Errorf("RemovePodSandbox %s: %v", name, err)
+			}
 		})
 		c, err := cri.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 			PodSandboxId: pod.PodSandboxId,
