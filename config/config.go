@@ -140,7 +140,7 @@ type Export struct {
 	// Queue bounds what waits for the collector.
 	Queue Queue
 	// TraceKey keys the hash that derives a connection's trace and span
-	// IDs from its addresses, ports and initial sequence number; agents
+	// IDs from the client's address, port and initial sequence number; agents
 	// whose spans are to join must share it. Empty uses the public
 	// default key. When set it is MinTraceKeyBytes to MaxTraceKeyBytes
 	// bytes. Environment: CONNWATCH_TRACE_KEY.
