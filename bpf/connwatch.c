@@ -140,6 +140,13 @@ enum scopes {
 	_CAPS_PROBE = 3,
 };
 
+// The visibility map's key of namespaces that have no entry of their own
+// is {VISIBILITY_DEFAULT_NS, VISIBILITY_DEFAULT_NS} (KubeArmor's); user
+// space reads it as bpf.DefaultKey.
+enum visibility_keys {
+	VISIBILITY_DEFAULT_NS = 0xc0ffee,
+};
+
 // monitor modes, see `monitor_mode` below.
 enum monitor_modes {
 	MONITOR_ALL = 0,
@@ -147,12 +154,16 @@ enum monitor_modes {
 	MONITOR_CONTAINERS = 2,
 };
 
-// Set from Go before load (spec.Variables["monitor_mode"]):
+// Set from Go before load (bpf/load.go, configure):
 //   MONITOR_ALL        host and namespaced processes, told apart;
 //   MONITOR_HOST       the seed's MONITOR_HOST build: every process is
 //                      reported as a host process (pid_id = mnt_id = 0);
 //   MONITOR_CONTAINERS only processes outside the initial pid namespace.
-volatile const u32 monitor_mode = MONITOR_ALL;
+volatile const enum monitor_modes monitor_mode = MONITOR_ALL;
+
+// Never set from Go: a constant the verifier folds, there so that the
+// object's BTF carries enum visibility_keys for bpf2go.
+volatile const enum visibility_keys default_ns = VISIBILITY_DEFAULT_NS;
 
 // Set from Go before load: the agent's own tgid, whose connections (to
 // its collector, say) are left out; 0 reports them like any other.
@@ -174,7 +185,7 @@ volatile const bool use_ringbuf = false;
 
 // With the ring buffer, an event wakes the reader only when the data waiting
 // in the ring is at least this many bytes; otherwise the reader finds it at
-// its next poll (bpf/probe.go polls every few milliseconds). A wakeup per
+// its next poll (bpf/reader.go polls every few milliseconds). A wakeup per
 // event would cost several times the event itself. The fill level is
 // looked at every RB_QUERY_EVERY events per CPU: bpf_ringbuf_query() reads
 // the positions user space and the other CPUs write, and a query per event
@@ -197,7 +208,7 @@ typedef struct __attribute__((__packed__)) sys_context {
 	u32 pid;  // namespace-relative
 	u32 uid;
 
-	u32 event_id;
+	enum event_ids event_id; // 4 bytes
 	u32 argnum;
 	s64 retval;
 
@@ -280,7 +291,7 @@ struct {
 	__type(value, u32);
 } bufs_offset SEC(".maps");
 
-// Events to user space; the reader in bpf/probe.go drains one of them.
+// Events to user space; the reader in bpf/reader.go drains one of them.
 // sys_events is the design's perf event array, used on kernels without a
 // BPF ring buffer (before 5.8). sys_events_rb carries the same bytes through
 // one ring shared by all CPUs, which costs less per event than a perf
@@ -312,7 +323,7 @@ struct outer_key {
 struct inner_visibility {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4);
-	__type(key, u32);   // scope: _FILE_PROBE .. _CAPS_PROBE
+	__type(key, enum scopes); // _FILE_PROBE .. _CAPS_PROBE
 	__type(value, u32); // 1 = ignore, 0 = trace
 };
 
@@ -380,7 +391,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, STAT_MAX);
-	__type(key, u32);
+	__type(key, enum stat_ids);
 	__type(value, u64);
 } stats SEC(".maps");
 
@@ -483,8 +494,8 @@ static __always_inline bool drop_syscall(sys_context_t *context, u32 scope)
 
 	void *inner = bpf_map_lookup_elem(&visibility, &key);
 	if (!inner && !(key.pid_ns == 0 && key.mnt_ns == 0)) {
-		key.pid_ns = 0xc0ffee;
-		key.mnt_ns = 0xc0ffee;
+		key.pid_ns = default_ns;
+		key.mnt_ns = default_ns;
 		inner = bpf_map_lookup_elem(&visibility, &key);
 	}
 	if (!inner)
@@ -1056,7 +1067,7 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 }
 
 // The BTF-typed tracepoint (Linux 5.5+; with bpf_get_current_task_btf,
-// 5.11+): the same work with direct reads. bpf/probe.go loads it where the
+// 5.11+): the same work with direct reads. bpf/load.go loads it where the
 // kernel accepts it, else the raw tracepoint below.
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tp_btf_inet_sock_set_state, struct sock *sk, int oldstate, int newstate)
@@ -1109,7 +1120,7 @@ int tp_sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 }
 
 // The same with direct reads of the task, attached with the BTF-typed
-// state-change program (bpf/probe.go).
+// state-change program (bpf/attach.go, btfTwin).
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int tp_sys_exit_accept4_btf(struct trace_event_raw_sys_exit *ctx)
 {

@@ -19,52 +19,94 @@ type connwatchBufsT struct {
 }
 
 type connwatchConnLive struct {
-	_   structs.HostLayout
-	Ctx struct {
-		_        structs.HostLayout
-		Ts       uint64
-		PidId    uint32
-		MntId    uint32
-		HostPpid uint32
-		HostPid  uint32
-		Ppid     uint32
-		Pid      uint32
-		Uid      uint32
-		EventId  uint32
-		Argnum   uint32
-		Retval   int64
-		Comm     [16]int8
-	}
+	_    structs.HostLayout
+	Ctx  connwatchSysContextT
 	Side uint8
 	Pad  [7]uint8
 }
 
 type connwatchConnStart struct {
-	_   structs.HostLayout
-	Ctx struct {
-		_        structs.HostLayout
-		Ts       uint64
-		PidId    uint32
-		MntId    uint32
-		HostPpid uint32
-		HostPid  uint32
-		Ppid     uint32
-		Pid      uint32
-		Uid      uint32
-		EventId  uint32
-		Argnum   uint32
-		Retval   int64
-		Comm     [16]int8
-	}
+	_          structs.HostLayout
+	Ctx        connwatchSysContextT
 	ConnectRet int32
 	Pad        uint32
 }
+
+type connwatchEventIds uint32
+
+const (
+	connwatchEventIdsTCP_CONNECT               connwatchEventIds = 400
+	connwatchEventIdsTCP_ACCEPT                connwatchEventIds = 401
+	connwatchEventIdsTCP_CONNECT_v6            connwatchEventIds = 402
+	connwatchEventIdsTCP_ACCEPT_v6             connwatchEventIds = 403
+	connwatchEventIdsTCP_CONNECT_RESULT        connwatchEventIds = 410
+	connwatchEventIdsTCP_CONNECT_AND_RESULT    connwatchEventIds = 411
+	connwatchEventIdsTCP_CONNECT_RESULT_v6     connwatchEventIds = 412
+	connwatchEventIdsTCP_CONNECT_AND_RESULT_v6 connwatchEventIds = 413
+	connwatchEventIdsTCP_CLOSE                 connwatchEventIds = 420
+	connwatchEventIdsTCP_CLOSE_v6              connwatchEventIds = 422
+)
+
+type connwatchMonitorModes uint32
+
+const (
+	connwatchMonitorModesMONITOR_ALL        connwatchMonitorModes = 0
+	connwatchMonitorModesMONITOR_HOST       connwatchMonitorModes = 1
+	connwatchMonitorModesMONITOR_CONTAINERS connwatchMonitorModes = 2
+)
 
 type connwatchOuterKey struct {
 	_     structs.HostLayout
 	PidNs uint32
 	MntNs uint32
 }
+
+type connwatchScopes uint32
+
+const (
+	connwatchScopesFILE_PROBE    connwatchScopes = 0
+	connwatchScopesPROCESS_PROBE connwatchScopes = 1
+	connwatchScopesNETWORK_PROBE connwatchScopes = 2
+	connwatchScopesCAPS_PROBE    connwatchScopes = 3
+)
+
+type connwatchStatIds uint32
+
+const (
+	connwatchStatIdsSTAT_ATTEMPTS_TRACKED   connwatchStatIds = 0
+	connwatchStatIdsSTAT_RESULTS            connwatchStatIds = 1
+	connwatchStatIdsSTAT_RESULTS_UNTRACKED  connwatchStatIds = 2
+	connwatchStatIdsSTAT_PERF_ERRORS        connwatchStatIds = 3
+	connwatchStatIdsSTAT_ACCEPTS            connwatchStatIds = 4
+	connwatchStatIdsSTAT_DROPPED_VISIBILITY connwatchStatIds = 5
+	connwatchStatIdsSTAT_DROPPED_AGENT      connwatchStatIds = 6
+	connwatchStatIdsSTAT_CONNS_TRACKED      connwatchStatIds = 7
+	connwatchStatIdsSTAT_CONNS_CLOSED       connwatchStatIds = 8
+	connwatchStatIdsSTAT_DROPPED_MONITOR    connwatchStatIds = 9
+	connwatchStatIdsSTAT_MAX                connwatchStatIds = 10
+)
+
+type connwatchSysContextT struct {
+	_        structs.HostLayout
+	Ts       uint64
+	PidId    uint32
+	MntId    uint32
+	HostPpid uint32
+	HostPid  uint32
+	Ppid     uint32
+	Pid      uint32
+	Uid      uint32
+	EventId  connwatchEventIds
+	Argnum   uint32
+	Retval   int64
+	Comm     [16]int8
+}
+
+type connwatchVisibilityKeys uint32
+
+const (
+	connwatchVisibilityKeysVISIBILITY_DEFAULT_NS connwatchVisibilityKeys = 12648430
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -94,6 +136,7 @@ const (
 	connwatchProgTpSysExitAcceptBtf     = "tp_sys_exit_accept_btf"
 	connwatchVarAgentTgid               = "agent_tgid"
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
+	connwatchVarDefaultNs               = "default_ns"
 	connwatchVarMonitorMode             = "monitor_mode"
 	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
 	connwatchVarTrackCloses             = "track_closes"
@@ -178,6 +221,7 @@ type connwatchMapSpecs struct {
 type connwatchVariableSpecs struct {
 	AgentTgid              *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
+	DefaultNs              *ebpf.VariableSpec `ebpf:"default_ns"`
 	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
 	TrackCloses            *ebpf.VariableSpec `ebpf:"track_closes"`
@@ -237,6 +281,7 @@ func (m *connwatchMaps) Close() error {
 type connwatchVariables struct {
 	AgentTgid              *ebpf.Variable `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
+	DefaultNs              *ebpf.Variable `ebpf:"default_ns"`
 	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
 	TrackCloses            *ebpf.Variable `ebpf:"track_closes"`

@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 )
@@ -27,7 +28,11 @@ const (
 // autoOrder is the preference order of ModeAuto.
 var autoOrder = []Mode{ModeFentry, ModeKprobe, ModeTracepoint}
 
-// ParseMode checks a mode name from the command line or the config file.
+// AutoOrder returns the attach modes in the order ModeAuto tries them.
+func AutoOrder() []Mode { return append([]Mode(nil), autoOrder...) }
+
+// ParseMode checks a mode name from the command line or the config file;
+// "" is ModeAuto.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case ModeAuto, ModeFentry, ModeKprobe, ModeTracepoint:
@@ -35,7 +40,69 @@ func ParseMode(s string) (Mode, error) {
 	case "":
 		return ModeAuto, nil
 	}
-	return "", fmt.Errorf("unknown attach mode %q (expected auto, fentry, kprobe or tracepoint)", s)
+	return "", fmt.Errorf("unknown attach mode %q (expected %s)", s, oneOf(ModeAuto, ModeFentry, ModeKprobe, ModeTracepoint))
+}
+
+// Transport is how events leave the kernel.
+type Transport string
+
+const (
+	// TransportAuto uses the ring buffer where the kernel has one (5.8+),
+	// else the perf event array.
+	TransportAuto Transport = "auto"
+	// TransportPerf is the design's perf event array sys_events: one
+	// buffer per CPU.
+	TransportPerf Transport = "perf"
+	// TransportRingbuf is one BPF ring buffer shared by all CPUs: the same
+	// bytes per event at a lower cost per write.
+	TransportRingbuf Transport = "ringbuf"
+)
+
+// ParseTransport checks a transport name; "" is TransportAuto.
+func ParseTransport(s string) (Transport, error) {
+	switch t := Transport(s); t {
+	case TransportAuto, TransportPerf, TransportRingbuf:
+		return t, nil
+	case "":
+		return TransportAuto, nil
+	}
+	return "", fmt.Errorf("unknown transport %q (expected %s)", s, oneOf(TransportAuto, TransportPerf, TransportRingbuf))
+}
+
+// Monitor selects which processes the kernel program reports; it is the
+// seed's MONITOR_* build switch, set at load time.
+type Monitor string
+
+const (
+	MonitorAll        Monitor = "all"        // host and namespaced processes, told apart
+	MonitorHost       Monitor = "host"       // every process reported as a host process
+	MonitorContainers Monitor = "containers" // only processes outside the initial pid namespace
+)
+
+// ParseMonitor checks a monitor name; "" is MonitorAll.
+func ParseMonitor(s string) (Monitor, error) {
+	switch m := Monitor(s); m {
+	case MonitorAll, MonitorHost, MonitorContainers:
+		return m, nil
+	case "":
+		return MonitorAll, nil
+	}
+	return "", fmt.Errorf("unknown monitor %q (expected %s)", s, oneOf(MonitorAll, MonitorHost, MonitorContainers))
+}
+
+// oneOf lists names as "a, b, c or d".
+func oneOf[T ~string](names ...T) string {
+	var b strings.Builder
+	for i, n := range names {
+		switch {
+		case i == len(names)-1 && i > 0:
+			b.WriteString(" or ")
+		case i > 0:
+			b.WriteString(", ")
+		}
+		b.WriteString(string(n))
+	}
+	return b.String()
 }
 
 // Skipped records why ModeAuto passed over a mode.

@@ -9,12 +9,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// Scopes of the visibility map's inner maps (KubeArmor's values).
+// Scopes of the visibility map's inner maps (KubeArmor's values, the C
+// enum scopes).
 const (
-	ScopeFile    uint32 = 0
-	ScopeProcess uint32 = 1
-	ScopeNetwork uint32 = 2
-	ScopeCaps    uint32 = 3
+	ScopeFile    = uint32(connwatchScopesFILE_PROBE)
+	ScopeProcess = uint32(connwatchScopesPROCESS_PROBE)
+	ScopeNetwork = uint32(connwatchScopesNETWORK_PROBE)
+	ScopeCaps    = uint32(connwatchScopesCAPS_PROBE)
 )
 
 // OuterKey is the visibility map's key: a pid and mount namespace pair.
@@ -27,7 +28,7 @@ var (
 	// HostKey is the entry of host processes.
 	HostKey = OuterKey{0, 0}
 	// DefaultKey is the entry of namespaces that have none of their own.
-	DefaultKey = OuterKey{0xc0ffee, 0xc0ffee}
+	DefaultKey = OuterKey{uint32(connwatchVisibilityKeysVISIBILITY_DEFAULT_NS), uint32(connwatchVisibilityKeysVISIBILITY_DEFAULT_NS)}
 )
 
 // Visibility is the whole content of the visibility map: for each namespace
@@ -42,15 +43,12 @@ type Visibility map[OuterKey]map[uint32]uint32
 func (p *Probe) SetVisibility(v Visibility) error {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	if p.coll == nil {
+	if p.objs == nil {
 		return ErrProbeClosed
 	}
-	outer := p.coll.Maps["visibility"]
-	if outer == nil || p.innerVisibility == nil {
-		return errors.New("visibility map not loaded")
-	}
+	outer := p.objs.maps.Visibility
 	for key, scopes := range v {
-		inner, err := ebpf.NewMap(p.innerVisibility)
+		inner, err := ebpf.NewMap(p.objs.innerVisibility)
 		if err != nil {
 			return fmt.Errorf("creating inner visibility map: %w", err)
 		}
@@ -89,30 +87,26 @@ func (p *Probe) SetVisibility(v Visibility) error {
 }
 
 // VisibilityEntries counts the visibility map's entries.
-func (p *Probe) VisibilityEntries() (int, error) { return p.countEntries("visibility") }
+func (p *Probe) VisibilityEntries() (int, error) {
+	return p.countEntries(func(m *connwatchMaps) *ebpf.Map { return m.Visibility })
+}
 
 // PendingAttempts counts the attempts the kernel tracks until their outcome.
-func (p *Probe) PendingAttempts() (int, error) { return p.countEntries("conn_attempts") }
+func (p *Probe) PendingAttempts() (int, error) {
+	return p.countEntries(func(m *connwatchMaps) *ebpf.Map { return m.ConnAttempts })
+}
 
 // OpenConnections counts the reported connections the kernel tracks until
 // they close.
-func (p *Probe) OpenConnections() (int, error) { return p.countEntries("conns") }
-
-func (p *Probe) countEntries(name string) (int, error) {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.coll == nil {
-		return 0, ErrProbeClosed
-	}
-	return countEntries(p.coll.Maps[name])
+func (p *Probe) OpenConnections() (int, error) {
+	return p.countEntries(func(m *connwatchMaps) *ebpf.Map { return m.Conns })
 }
 
-func countEntries(m *ebpf.Map) (int, error) {
-	var n int
-	var key, value []byte
-	it := m.Iterate()
-	for it.Next(&key, &value) {
-		n++
+func (p *Probe) countEntries(m func(*connwatchMaps) *ebpf.Map) (int, error) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.objs == nil {
+		return 0, ErrProbeClosed
 	}
-	return n, it.Err()
+	return countEntries(m(&p.objs.maps))
 }

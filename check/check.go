@@ -14,6 +14,8 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/connwatch/connwatch/bpf"
 )
 
 // Statuses of a Check.
@@ -41,32 +43,34 @@ const (
 	NameBPFStats           = "kernel.bpf_stats_enabled"
 )
 
-// Attach modes, in the order `auto` prefers them.
-const (
-	ModeFentry     = "fentry"
-	ModeKprobe     = "kprobe"
-	ModeTracepoint = "tracepoint"
-)
-
-// modes lists, in auto's order of preference, the check each mode needs
-// besides commonNeeds (none for tracepoint), and the check for its accept
-// side, without which the agent runs but reports no accepted connections.
-// The fentry and kprobe checks cover their accept side themselves and stay
-// ok without it, as the agent does.
-var modes = []struct {
-	mode, needs, accept string
-}{
-	{ModeFentry, NameFentry, ""},
-	{ModeKprobe, NameKprobe, ""},
-	{ModeTracepoint, "", NameSyscallTracepoints},
+// modeNeeds are, for each attach mode, the check it needs besides
+// commonNeeds (none for tracepoint), and the check for its accept side,
+// without which the agent runs but reports no accepted connections. The
+// fentry and kprobe checks cover their accept side themselves and stay ok
+// without it, as the agent does. decide walks them in bpf.AutoOrder, the
+// agent's order.
+var modeNeeds = map[bpf.Mode]struct{ needs, accept string }{
+	bpf.ModeFentry:     {NameFentry, ""},
+	bpf.ModeKprobe:     {NameKprobe, ""},
+	bpf.ModeTracepoint: {"", NameSyscallTracepoints},
 }
 
 // commonNeeds are needed by every mode: outcome tracking falls back to the
 // raw tracepoint where the BTF-typed one does not load, programs read
-// sockets with bpf_probe_read_kernel (BPF_CORE_READ), and the perf event
-// array is the transport every such kernel has (the ring buffer, checked
-// as ringbuf, is preferred where present).
+// sockets with bpf_probe_read_kernel (BPF_CORE_READ), and events leave
+// through a transport (see satisfied).
 var commonNeeds = []string{NameRawTracepoint, NameProbeReadKernel, NamePerfEventArray}
+
+// satisfied reports whether the need called name is met. The transport is
+// what the agent's probe.transport: auto picks (bpf.Open): the ring buffer
+// where the kernel has one, else the perf event array; so the perf event
+// array is needed only where the ring buffer is missing.
+func satisfied(name string, byName map[string]Check) bool {
+	if name == NamePerfEventArray && byName[NameRingBuf].Status == StatusOK {
+		return true
+	}
+	return byName[name].Status == StatusOK
+}
 
 // Options configure Run. There are none yet; the type keeps Run's signature
 // stable when some are added.
@@ -208,8 +212,8 @@ func decide(r *Report) {
 	// Needs that fail alike (e.g. none probed) are reported together.
 	var failing, phrases []string
 	for _, n := range commonNeeds {
-		if c := byName[n]; c.Status != StatusOK {
-			failing, phrases = append(failing, n), append(phrases, phrase(c))
+		if !satisfied(n, byName) {
+			failing, phrases = append(failing, n), append(phrases, phrase(byName[n]))
 		}
 	}
 	for i := 0; i < len(failing); {
@@ -221,23 +225,25 @@ func decide(r *Report) {
 		i = j
 	}
 	if len(reasons) == 0 {
-		for _, m := range modes {
+		order := bpf.AutoOrder()
+		for _, mode := range order {
+			m := modeNeeds[mode]
 			c := byName[m.needs]
 			if m.needs == "" || c.Status == StatusOK {
-				r.AutoMode = m.mode
+				r.AutoMode = string(mode)
 				if a := byName[m.accept]; m.accept != "" && a.Status != StatusOK {
 					reasons = append(reasons, fmt.Sprintf("accepts will not be reported: %s %s", m.accept, phrase(a)))
 				}
 				break
 			}
 			if c.Status == StatusUnknown {
-				reasons = append(reasons, fmt.Sprintf("%s: %s; auto stops here", m.mode, phrase(c)))
+				reasons = append(reasons, fmt.Sprintf("%s: %s; auto stops here", mode, phrase(c)))
 				break
 			}
-			r.Skipped = append(r.Skipped, Skipped{Mode: m.mode, Reason: phrase(c)})
-			reasons = append(reasons, fmt.Sprintf("%s: %s", m.mode, phrase(c)))
+			r.Skipped = append(r.Skipped, Skipped{Mode: string(mode), Reason: phrase(c)})
+			reasons = append(reasons, fmt.Sprintf("%s: %s", mode, phrase(c)))
 		}
-		if r.AutoMode == modes[0].mode {
+		if r.AutoMode == string(order[0]) {
 			reasons = append([]string{r.AutoMode + " is supported (preferred mode)"}, reasons...)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/connwatch/connwatch/bpf"
 )
 
 const allCaps = uint64(0x000001ffffffffff)
@@ -73,7 +75,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:       "everything works: fentry",
 			f:          fake{caps: allCaps},
-			autoMode:   ModeFentry,
+			autoMode:   string(bpf.ModeFentry),
 			autoReason: "fentry is supported (preferred mode)",
 			canRun:     true,
 			reason:     "root with CAP_SYS_ADMIN; would attach in fentry mode",
@@ -81,36 +83,36 @@ func TestDecide(t *testing.T) {
 		{
 			name:       "no trampolines: kprobe",
 			f:          fake{caps: allCaps, results: map[string]result{NameFentry: noFentry}},
-			autoMode:   ModeKprobe,
+			autoMode:   string(bpf.ModeKprobe),
 			autoReason: "fentry: not supported (" + noFentry.detail + ")",
-			skipped:    []string{ModeFentry},
+			skipped:    []string{string(bpf.ModeFentry)},
 			canRun:     true,
 			reason:     "would attach in kprobe mode",
 		},
 		{
 			name:     "neither kprobes nor fentry: tracepoint",
 			f:        fake{caps: allCaps, results: map[string]result{NameFentry: noFentry, NameKprobe: noKprobes}},
-			autoMode: ModeTracepoint,
+			autoMode: string(bpf.ModeTracepoint),
 			autoReason: "fentry: not supported (" + noFentry.detail + "); " +
 				"kprobe: not supported (kprobes unavailable: CONFIG_KPROBES unset)",
-			skipped: []string{ModeFentry, ModeKprobe},
+			skipped: []string{string(bpf.ModeFentry), string(bpf.ModeKprobe)},
 			canRun:  true,
 		},
 		{
 			name: "tracepoint without syscall tracepoints still runs",
 			f: fake{caps: allCaps, results: map[string]result{NameFentry: noFentry, NameKprobe: noKprobes,
 				NameSyscallTracepoints: {StatusUnsupported, "CONFIG_FTRACE_SYSCALLS unset"}}},
-			autoMode: ModeTracepoint,
+			autoMode: string(bpf.ModeTracepoint),
 			autoReason: "fentry: not supported (" + noFentry.detail + "); " +
 				"kprobe: not supported (kprobes unavailable: CONFIG_KPROBES unset); " +
 				"accepts will not be reported: syscall_tracepoints not supported (CONFIG_FTRACE_SYSCALLS unset)",
-			skipped: []string{ModeFentry, ModeKprobe},
+			skipped: []string{string(bpf.ModeFentry), string(bpf.ModeKprobe)},
 			canRun:  true,
 		},
 		{
 			name:       "syscall tracepoints do not matter to fentry",
 			f:          fake{caps: allCaps, results: map[string]result{NameSyscallTracepoints: {StatusMissing, "tracefs is not mounted"}}},
-			autoMode:   ModeFentry,
+			autoMode:   string(bpf.ModeFentry),
 			autoReason: "fentry is supported (preferred mode)",
 			canRun:     true,
 		},
@@ -142,18 +144,27 @@ func TestDecide(t *testing.T) {
 			reason:     "no attach mode works: every mode needs probe_read_kernel: not supported",
 		},
 		{
-			name: "no perf event array",
+			name: "neither transport",
 			f: fake{caps: allCaps, results: map[string]result{
-				NamePerfEventArray: {StatusUnsupported, "not supported"}}},
+				NamePerfEventArray: {StatusUnsupported, "not supported"},
+				NameRingBuf:        {StatusUnsupported, "Linux 5.8+"}}},
 			autoMode:   "",
 			autoReason: "every mode needs perf_event_array: not supported (not supported)",
+		},
+		{
+			name: "the ring buffer stands in for the perf event array",
+			f: fake{caps: allCaps, results: map[string]result{
+				NamePerfEventArray: {StatusUnsupported, "not supported"}}},
+			autoMode: string(bpf.ModeFentry),
+			canRun:   true,
 		},
 		{
 			name: "common needs failing differently are listed apart",
 			f: fake{caps: allCaps, results: map[string]result{
 				NameRawTracepoint:   {StatusUnsupported, "Linux 4.17+"},
 				NameProbeReadKernel: {StatusUnknown, "EINVAL"},
-				NamePerfEventArray:  {StatusUnknown, "EINVAL"}}},
+				NamePerfEventArray:  {StatusUnknown, "EINVAL"},
+				NameRingBuf:         {StatusUnknown, "EINVAL"}}},
 			autoMode:   "",
 			autoReason: "every mode needs raw_tracepoint: not supported (Linux 4.17+); every mode needs probe_read_kernel, perf_event_array: could not be determined (EINVAL)",
 			canRun:     false,
@@ -169,7 +180,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:     "CAP_BPF and CAP_PERFMON suffice on 5.8+",
 			f:        fake{euid: 1000, caps: 1<<capBPF | 1<<capPerfmon},
-			autoMode: ModeFentry,
+			autoMode: string(bpf.ModeFentry),
 			canRun:   true,
 			reason:   "euid 1000 with CAP_BPF and CAP_PERFMON; would attach in fentry mode",
 		},
@@ -191,7 +202,7 @@ func TestDecide(t *testing.T) {
 		{
 			name:     "unreadable capabilities fall back to the user id",
 			f:        fake{euid: 0, capErr: errors.New("no /proc")},
-			autoMode: ModeFentry,
+			autoMode: string(bpf.ModeFentry),
 			canRun:   true,
 			reason:   "running as root (effective capabilities unreadable: no /proc)",
 		},
@@ -199,14 +210,14 @@ func TestDecide(t *testing.T) {
 			name: "lockdown confidentiality",
 			f: fake{caps: allCaps, results: map[string]result{
 				NameLockdown: describeLockdown("confidentiality")}},
-			autoMode: ModeFentry,
+			autoMode: string(bpf.ModeFentry),
 			canRun:   false,
 			reason:   "lockdown: confidentiality: BPF reads of kernel memory, kprobes, perf and tracefs are blocked",
 		},
 		{
 			name:     "unknown lockdown does not stop it",
 			f:        fake{caps: allCaps, results: map[string]result{NameLockdown: {StatusUnknown, "securityfs is not mounted"}}},
-			autoMode: ModeFentry,
+			autoMode: string(bpf.ModeFentry),
 			canRun:   true,
 		},
 	} {

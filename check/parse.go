@@ -8,45 +8,6 @@ import (
 	"strings"
 )
 
-// capability is one Linux capability the report lists.
-type capability struct {
-	name    string
-	bit     uint
-	purpose string
-}
-
-// Bits from include/uapi/linux/capability.h.
-const (
-	capDACReadSearch = 2
-	capSysPtrace     = 19
-	capSysAdmin      = 21
-	capSysResource   = 24
-	capPerfmon       = 38
-	capBPF           = 39
-)
-
-var reportedCaps = []capability{
-	{"CAP_BPF", capBPF, "load BPF programs and create maps (Linux 5.8+)"},
-	{"CAP_PERFMON", capPerfmon, "attach kprobes/tracepoints and read kernel memory from BPF (Linux 5.8+)"},
-	{"CAP_SYS_ADMIN", capSysAdmin, "do all that CAP_BPF and CAP_PERFMON allow; the only way before Linux 5.8"},
-	{"CAP_SYS_RESOURCE", capSysResource, "raise RLIMIT_MEMLOCK for BPF memory (kernels before 5.11 only)"},
-	{"CAP_SYS_PTRACE", capSysPtrace, "read other processes' /proc/<pid> entries for enrichment"},
-	{"CAP_DAC_READ_SEARCH", capDACReadSearch, "read /proc and cgroup files whatever their permissions"},
-}
-
-func hasCap(set uint64, bit uint) bool { return set&(1<<bit) != 0 }
-
-func capCheck(c capability, set uint64, err error) Check {
-	switch {
-	case err != nil:
-		return Check{Name: c.name, Status: StatusUnknown, Detail: "effective capabilities unreadable: " + err.Error()}
-	case hasCap(set, c.bit):
-		return Check{Name: c.name, Status: StatusOK, Detail: "effective; lets connwatch " + c.purpose}
-	default:
-		return Check{Name: c.name, Status: StatusMissing, Detail: "not effective; needed to " + c.purpose}
-	}
-}
-
 // parseCapEff returns the CapEff field of /proc/<pid>/status content.
 func parseCapEff(status string) (uint64, error) {
 	for _, line := range strings.Split(status, "\n") {
@@ -113,40 +74,6 @@ func kernelVersion(release string) (major, minor int, ok bool) {
 func versionBefore(release string, major, minor int) bool {
 	ma, mi, ok := kernelVersion(release)
 	return ok && (ma < major || ma == major && mi < minor)
-}
-
-// privileges tells whether the process may load and attach the agent's
-// programs: CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON on Linux 5.8+. Being
-// root is what normally grants them; a root process whose capabilities were
-// dropped (some containers) cannot load BPF, so the effective set decides,
-// and the user id only when the set cannot be read.
-func privileges(set uint64, err error, euid int, release string) result {
-	if err != nil {
-		if euid == 0 {
-			return ok("running as root (effective capabilities unreadable: " + err.Error() + ")")
-		}
-		return result{StatusMissing, fmt.Sprintf("not root (euid %d) and the effective capabilities are unreadable: %v", euid, err)}
-	}
-	who := "root"
-	if euid != 0 {
-		who = fmt.Sprintf("euid %d", euid)
-	}
-	if hasCap(set, capSysAdmin) {
-		return ok(who + " with CAP_SYS_ADMIN")
-	}
-	if hasCap(set, capBPF) && hasCap(set, capPerfmon) {
-		if versionBefore(release, 5, 8) {
-			return result{StatusMissing, fmt.Sprintf("%s has CAP_BPF and CAP_PERFMON, but Linux %s predates them (5.8): CAP_SYS_ADMIN is needed", who, release)}
-		}
-		return ok(who + " with CAP_BPF and CAP_PERFMON")
-	}
-	var lack []string
-	for _, c := range []capability{reportedCaps[0], reportedCaps[1], reportedCaps[2]} {
-		if !hasCap(set, c.bit) {
-			lack = append(lack, c.name)
-		}
-	}
-	return result{StatusMissing, fmt.Sprintf("%s lacks %s: loading BPF needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN (run as root)", who, strings.Join(lack, ", "))}
 }
 
 func sysctlCheck(name string, read func(string) (string, error), describe func(string) result) Check {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/connwatch/connwatch/bpf"
 )
 
 // requirePrivileged skips the test unless it runs as root, or fails it when
@@ -91,7 +93,7 @@ func TestRunOnThisKernel(t *testing.T) {
 	if _, err := os.Stat(vmlinuxBTF); err == nil {
 		expect(NameBTF, StatusOK)
 	}
-	if iface := kprobeInterface(); iface != "" {
+	if iface := bpf.KprobeInterface(); iface != "" {
 		t.Logf("kernel has kprobes (%s): expecting the kprobe check to pass", iface)
 		expect(NameKprobe, StatusOK)
 	} else {
@@ -106,17 +108,17 @@ func TestRunOnThisKernel(t *testing.T) {
 		expect(NameFentry, StatusOK)
 	}
 
-	want := ModeTracepoint
+	want := string(bpf.ModeTracepoint)
 	switch {
 	case status(NameFentry).Status == StatusOK:
-		want = ModeFentry
+		want = string(bpf.ModeFentry)
 	case status(NameKprobe).Status == StatusOK:
-		want = ModeKprobe
+		want = string(bpf.ModeKprobe)
 	}
 	if r.AutoMode != want {
 		t.Errorf("auto mode %q (%s), want %q", r.AutoMode, r.AutoReason, want)
 	}
-	if want != ModeFentry && len(r.Skipped) == 0 {
+	if want != string(bpf.ModeFentry) && len(r.Skipped) == 0 {
 		t.Errorf("auto mode %s but no mode skipped", r.AutoMode)
 	}
 	if !r.CanRun {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -19,22 +20,20 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
+
+	"github.com/connwatch/connwatch/bpf"
 )
 
 const (
 	vmlinuxBTF      = "/sys/kernel/btf/vmlinux"
 	securityfsDir   = "/sys/kernel/security"
 	lockdownFile    = securityfsDir + "/lockdown"
-	kprobePMU       = "/sys/bus/event_source/devices/kprobe/type"
 	securityfsMagic = 0x73636673
 
 	// errENOTSUPP is the kernel-internal ENOTSUPP (524) that leaks to user
 	// space, e.g. when BPF trampolines cannot patch a function.
 	errENOTSUPP = unix.Errno(524)
 )
-
-// tracefsDirs are where tracefs is found, in the order cilium/ebpf looks.
-var tracefsDirs = []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}
 
 func realProber() prober {
 	return prober{
@@ -52,14 +51,8 @@ func realProber() prober {
 		ringBuf: func() result {
 			return mapType(ebpf.RingBuf, "connwatch's transport when present (probe.transport: auto), else it falls back to the perf event array")
 		},
-		capEff: func() (uint64, error) {
-			b, err := os.ReadFile("/proc/self/status")
-			if err != nil {
-				return 0, err
-			}
-			return parseCapEff(string(b))
-		},
-		euid: os.Geteuid,
+		capEff: EffectiveCaps,
+		euid:   os.Geteuid,
 		sysctl: func(name string) (string, error) {
 			b, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(name, ".", "/"))
 			return strings.TrimSpace(string(b)), err
@@ -203,17 +196,6 @@ type trimmedError struct {
 func (e trimmedError) Error() string { return e.msg }
 func (e trimmedError) Unwrap() error { return e.err }
 
-// canLoadRawTracepoint tells a lack of privilege apart from a kernel that
-// refuses one program type, as the agent does.
-func canLoadRawTracepoint() bool {
-	prog, err := loadTrivial(ebpf.ProgramSpec{Type: ebpf.RawTracepoint})
-	if err != nil {
-		return false
-	}
-	prog.Close()
-	return true
-}
-
 // classify turns a load or attach error into a result. Like the agent, it
 // takes only "not supported" (and a missing attach point) as the kernel's
 // answer; anything else leaves the question open.
@@ -236,31 +218,32 @@ func classify(err error, okDetail string, optional []error) result {
 	return result{StatusUnknown, err.Error()}
 }
 
+// modeTargets are trivial programs at the attach points of mode m of the
+// given kinds, as the agent attaches them (bpf.AttachPoints).
+func modeTargets(m bpf.Mode, kinds ...bpf.AttachKind) ([]target, string) {
+	var ts []target
+	var descs []string
+	for _, pt := range bpf.AttachPoints(m) {
+		if !slices.Contains(kinds, pt.Kind) {
+			continue
+		}
+		ts = append(ts, target{desc: pt.String(), optional: pt.Optional, spec: pt.ProgramSpec(), attach: pt.Attach})
+		descs = append(descs, pt.String())
+	}
+	return ts, strings.Join(descs, ", ")
+}
+
 func probeFentry() result {
 	if err := features.HaveProgramType(ebpf.Tracing); errors.Is(err, ebpf.ErrNotSupported) {
 		return result{StatusUnsupported, "tracing programs (Linux 5.5+): " + err.Error()}
 	}
-	tracing := func(at ebpf.AttachType, fn string, optional bool) target {
-		kind := map[ebpf.AttachType]string{ebpf.AttachTraceFEntry: "fentry", ebpf.AttachTraceFExit: "fexit"}[at]
-		return target{
-			desc:     kind + " " + fn,
-			optional: optional,
-			spec:     ebpf.ProgramSpec{Type: ebpf.Tracing, AttachType: at, AttachTo: fn},
-			attach: func(p *ebpf.Program) (link.Link, error) {
-				return link.AttachTracing(link.TracingOptions{Program: p, AttachType: at})
-			},
-		}
-	}
-	optional, err := tryTargets([]target{
-		tracing(ebpf.AttachTraceFEntry, "tcp_connect", false),
-		tracing(ebpf.AttachTraceFExit, "tcp_connect", false),
-		tracing(ebpf.AttachTraceFExit, "inet_csk_accept", true),
-	})
-	r := classify(err, "fentry/fexit tcp_connect and fexit inet_csk_accept attach", optional)
+	ts, descs := modeTargets(bpf.ModeFentry, bpf.KindFentry, bpf.KindFexit)
+	optional, err := tryTargets(ts)
+	r := classify(err, descs+" attach", optional)
 	switch {
 	case r.status == StatusUnsupported && strings.HasPrefix(err.Error(), "attaching"):
 		r.detail = "BPF trampolines unavailable: " + r.detail
-	case errors.Is(err, unix.EPERM) && canLoadRawTracepoint():
+	case errors.Is(err, unix.EPERM) && bpf.CanLoadTrivial():
 		// Privileged enough for BPF, yet tracing programs are refused.
 		r = result{StatusUnsupported, "tracing programs refused although BPF is permitted " +
 			"(lockdown, an LSM or no BPF trampolines): " + err.Error()}
@@ -268,41 +251,11 @@ func probeFentry() result {
 	return r
 }
 
-// kprobeInterface names what the kernel offers for kprobes, or "".
-func kprobeInterface() string {
-	if _, err := os.Stat(kprobePMU); err == nil {
-		return "kprobe PMU"
-	}
-	for _, d := range tracefsDirs {
-		if _, err := os.Stat(filepath.Join(d, "kprobe_events")); err == nil {
-			return filepath.Join(d, "kprobe_events")
-		}
-	}
-	return ""
-}
-
 func probeKprobe() result {
-	iface := kprobeInterface()
-	kp := func(fn string, ret, optional bool) target {
-		desc, attach := "kprobe "+fn, link.Kprobe
-		if ret {
-			desc, attach = "kretprobe "+fn, link.Kretprobe
-		}
-		return target{
-			desc:     desc,
-			optional: optional,
-			spec:     ebpf.ProgramSpec{Type: ebpf.Kprobe},
-			attach: func(p *ebpf.Program) (link.Link, error) {
-				return attach(fn, p, nil)
-			},
-		}
-	}
-	optional, err := tryTargets([]target{
-		kp("tcp_connect", false, false),
-		kp("tcp_connect", true, false),
-		kp("inet_csk_accept", true, true),
-	})
-	r := classify(err, "kprobe/kretprobe tcp_connect and kretprobe inet_csk_accept attach via "+iface, optional)
+	iface := bpf.KprobeInterface()
+	ts, descs := modeTargets(bpf.ModeKprobe, bpf.KindKprobe, bpf.KindKretprobe)
+	optional, err := tryTargets(ts)
+	r := classify(err, descs+" attach via "+iface, optional)
 	if r.status == StatusUnsupported && iface == "" {
 		r.detail = "kprobes unavailable: CONFIG_KPROBES unset; no kprobe PMU and no kprobe_events in tracefs"
 	}
@@ -313,14 +266,9 @@ func probeRawTracepoint() result {
 	if err := features.HaveProgramType(ebpf.RawTracepoint); errors.Is(err, ebpf.ErrNotSupported) {
 		return result{StatusUnsupported, "raw tracepoint programs (Linux 4.17+): " + err.Error()}
 	}
-	_, err := tryTargets([]target{{
-		desc: "raw tracepoint inet_sock_set_state",
-		spec: ebpf.ProgramSpec{Type: ebpf.RawTracepoint},
-		attach: func(p *ebpf.Program) (link.Link, error) {
-			return link.AttachRawTracepoint(link.RawTracepointOptions{Name: "inet_sock_set_state", Program: p})
-		},
-	}})
-	return classify(err, "sock/inet_sock_set_state attaches", nil)
+	ts, descs := modeTargets(bpf.ModeTracepoint, bpf.KindRawTracepoint)
+	_, err := tryTargets(ts)
+	return classify(err, descs+" attaches", nil)
 }
 
 // probeProbeReadKernel asks the verifier whether tracing programs may call
@@ -334,11 +282,10 @@ func probeProbeReadKernel() result {
 	return classify(err, "raw tracepoint programs may call bpf_probe_read_kernel", nil)
 }
 
-var syscallEvents = []string{"sys_exit_accept4", "sys_exit_accept"}
-
 func probeSyscallTracepoints() result {
+	dirs := bpf.TracefsDirs()
 	dir := ""
-	for _, d := range tracefsDirs {
+	for _, d := range dirs {
 		fi, err := os.Stat(filepath.Join(d, "events"))
 		if err == nil && fi.IsDir() {
 			dir = d
@@ -352,28 +299,27 @@ func probeSyscallTracepoints() result {
 		if fs, err := os.ReadFile("/proc/filesystems"); err == nil && !bytes.Contains(fs, []byte("\ttracefs\n")) {
 			return result{StatusUnsupported, "no tracefs in this kernel (CONFIG_FTRACE unset)"}
 		}
-		return result{StatusMissing, "tracefs is not mounted at " + strings.Join(tracefsDirs, " or ") +
-			" (connwatch mounts it at " + tracefsDirs[0] + " when it starts)"}
+		return result{StatusMissing, "tracefs is not mounted at " + strings.Join(dirs, " or ") +
+			" (connwatch mounts it at " + dirs[0] + " when it starts)"}
 	}
-	var targets []target
-	for _, ev := range syscallEvents {
-		id := filepath.Join(dir, "events/syscalls", ev, "id")
+	for _, pt := range bpf.AttachPoints(bpf.ModeTracepoint) {
+		if pt.Kind != bpf.KindTracepoint {
+			continue
+		}
+		id := filepath.Join(dir, "events", pt.Group, pt.Symbol, "id")
 		if _, err := os.Stat(id); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return result{StatusUnsupported, "no " + id + " (CONFIG_FTRACE_SYSCALLS unset)"}
 			}
 			return result{StatusUnknown, err.Error()}
 		}
-		targets = append(targets, target{
-			desc: "tracepoint syscalls/" + ev,
-			spec: ebpf.ProgramSpec{Type: ebpf.TracePoint},
-			attach: func(p *ebpf.Program) (link.Link, error) {
-				return link.Tracepoint("syscalls", ev, p, nil)
-			},
-		})
 	}
-	_, err := tryTargets(targets)
-	return classify(err, "syscalls/sys_exit_accept4 and sys_exit_accept attach (tracefs at "+dir+")", nil)
+	ts, descs := modeTargets(bpf.ModeTracepoint, bpf.KindTracepoint)
+	for i := range ts {
+		ts[i].optional = false // the check is about these very tracepoints
+	}
+	_, err := tryTargets(ts)
+	return classify(err, descs+" attach (tracefs at "+dir+")", nil)
 }
 
 func mapType(mt ebpf.MapType, note string) result {

@@ -34,6 +34,40 @@ const (
 	MaxStringSize = 4096
 )
 
+// Byte offsets of sys_context_t's members, as Decode reads them (a test
+// in bpf compares them with the compiled object's BTF).
+const (
+	offTS       = 0
+	offPidNS    = 8
+	offMntNS    = 12
+	offHostPPID = 16
+	offHostPID  = 20
+	offPPID     = 24
+	offPID      = 28
+	offUID      = 32
+	offEventID  = 36
+	offArgNum   = 40
+	offRetval   = 44
+	offComm     = 52
+	commSize    = 16
+)
+
+// ContextField is one member of sys_context_t as the decoder reads it.
+type ContextField struct {
+	Name   string // the C member's name
+	Offset int    // in bytes
+	Size   int    // in bytes
+}
+
+// ContextLayout is sys_context_t as Decode reads it, member by member.
+var ContextLayout = []ContextField{
+	{"ts", offTS, 8}, {"pid_id", offPidNS, 4}, {"mnt_id", offMntNS, 4},
+	{"host_ppid", offHostPPID, 4}, {"host_pid", offHostPID, 4},
+	{"ppid", offPPID, 4}, {"pid", offPID, 4}, {"uid", offUID, 4},
+	{"event_id", offEventID, 4}, {"argnum", offArgNum, 4}, {"retval", offRetval, 8},
+	{"comm", offComm, commSize},
+}
+
 // Argument types (KubeArmor's values).
 const (
 	ArgNone          = 0
@@ -106,18 +140,18 @@ func (d *Decoder) Decode(b []byte, ev *Event) error {
 		return fmt.Errorf("context: %d of %d bytes: %w", len(b), ContextSize, ErrShort)
 	}
 	le := binary.LittleEndian
-	ev.KernelTime = le.Uint64(b[0:])
-	ev.PidNS = le.Uint32(b[8:])
-	ev.MntNS = le.Uint32(b[12:])
-	ev.HostPPID = le.Uint32(b[16:])
-	ev.HostPID = le.Uint32(b[20:])
-	ev.PPID = le.Uint32(b[24:])
-	ev.PID = le.Uint32(b[28:])
-	ev.UID = le.Uint32(b[32:])
-	ev.EventID = le.Uint32(b[36:])
-	ev.ArgNum = le.Uint32(b[40:])
-	ev.Retval = int64(le.Uint64(b[44:]))
-	ev.Comm = d.intern(cstring(b[52:68]))
+	ev.KernelTime = le.Uint64(b[offTS:])
+	ev.PidNS = le.Uint32(b[offPidNS:])
+	ev.MntNS = le.Uint32(b[offMntNS:])
+	ev.HostPPID = le.Uint32(b[offHostPPID:])
+	ev.HostPID = le.Uint32(b[offHostPID:])
+	ev.PPID = le.Uint32(b[offPPID:])
+	ev.PID = le.Uint32(b[offPID:])
+	ev.UID = le.Uint32(b[offUID:])
+	ev.EventID = le.Uint32(b[offEventID:])
+	ev.ArgNum = le.Uint32(b[offArgNum:])
+	ev.Retval = int64(le.Uint64(b[offRetval:]))
+	ev.Comm = d.intern(cstring(b[offComm : offComm+commSize]))
 
 	if ev.ArgNum > MaxArgs {
 		return fmt.Errorf("argnum %d exceeds %d", ev.ArgNum, MaxArgs)

@@ -20,17 +20,17 @@ type SampleBuilder struct {
 func NewSample(c Event) *SampleBuilder {
 	s := &SampleBuilder{}
 	le := binary.LittleEndian
-	le.PutUint64(s.ctx[0:], c.KernelTime)
-	le.PutUint32(s.ctx[8:], c.PidNS)
-	le.PutUint32(s.ctx[12:], c.MntNS)
-	le.PutUint32(s.ctx[16:], c.HostPPID)
-	le.PutUint32(s.ctx[20:], c.HostPID)
-	le.PutUint32(s.ctx[24:], c.PPID)
-	le.PutUint32(s.ctx[28:], c.PID)
-	le.PutUint32(s.ctx[32:], c.UID)
-	le.PutUint32(s.ctx[36:], c.EventID)
-	le.PutUint64(s.ctx[44:], uint64(c.Retval))
-	copy(s.ctx[52:], c.Comm)
+	le.PutUint64(s.ctx[offTS:], c.KernelTime)
+	le.PutUint32(s.ctx[offPidNS:], c.PidNS)
+	le.PutUint32(s.ctx[offMntNS:], c.MntNS)
+	le.PutUint32(s.ctx[offHostPPID:], c.HostPPID)
+	le.PutUint32(s.ctx[offHostPID:], c.HostPID)
+	le.PutUint32(s.ctx[offPPID:], c.PPID)
+	le.PutUint32(s.ctx[offPID:], c.PID)
+	le.PutUint32(s.ctx[offUID:], c.UID)
+	le.PutUint32(s.ctx[offEventID:], c.EventID)
+	le.PutUint64(s.ctx[offRetval:], uint64(c.Retval))
+	copy(s.ctx[offComm:], c.Comm)
 	return s
 }
 
@@ -93,7 +93,7 @@ func (s *SampleBuilder) ULong(v uint64) *SampleBuilder {
 
 // Bytes returns the sample, argnum set to the arguments added.
 func (s *SampleBuilder) Bytes() []byte {
-	binary.LittleEndian.PutUint32(s.ctx[40:], s.n)
+	binary.LittleEndian.PutUint32(s.ctx[offArgNum:], s.n)
 	return append(append([]byte{}, s.ctx[:]...), s.args...)
 }
 

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/check"
 	"github.com/connwatch/connwatch/config"
 	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
@@ -419,54 +420,28 @@ func statFile(path string) fileState {
 
 // explainLoadError turns the common reasons a load fails into what the user
 // should do about them. A permission error names the capabilities this
-// process lacks: CAP_BPF and CAP_PERFMON since Linux 5.8 (CAP_SYS_ADMIN
-// implies both), CAP_SYS_ADMIN before; and CAP_SYS_RESOURCE before 5.11,
-// where BPF memory is charged to RLIMIT_MEMLOCK rather than to the memory
-// cgroup. Without CAP_BPF the first thing to fail is often raising that
-// limit, which is why the error itself is no guide.
+// process lacks (check.NeedsToLoad): without CAP_BPF the first thing to
+// fail is often raising RLIMIT_MEMLOCK, which is why the error itself is no
+// guide.
 func explainLoadError(err error) error {
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
-		var major, minor int
 		var uts unix.Utsname
+		var release string
 		if unix.Uname(&uts) == nil {
-			fmt.Sscanf(unix.ByteSliceToString(uts.Release[:]), "%d.%d", &major, &minor)
+			release = unix.ByteSliceToString(uts.Release[:])
 		}
-		before := func(ma, mi int) bool { return major != 0 && (major < ma || major == ma && minor < mi) }
-		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-		var data [2]unix.CapUserData
-		if unix.Capget(&hdr, &data[0]) != nil {
+		eff, capErr := check.EffectiveCaps()
+		if capErr != nil {
 			return fmt.Errorf("loading the BPF probes needs root (or CAP_BPF and CAP_PERFMON): %w", err)
 		}
-		eff := uint64(data[1].Effective)<<32 | uint64(data[0].Effective)
-		has := func(c int) bool { return eff&(1<<uint(c)) != 0 }
-		var need, missing []string
-		if before(5, 8) {
-			need = []string{"CAP_SYS_ADMIN"}
-			if !has(unix.CAP_SYS_ADMIN) {
-				missing = append(missing, "CAP_SYS_ADMIN")
-			}
-		} else {
-			need = []string{"CAP_BPF", "CAP_PERFMON"}
-			if !has(unix.CAP_BPF) && !has(unix.CAP_SYS_ADMIN) {
-				missing = append(missing, "CAP_BPF")
-			}
-			if !has(unix.CAP_PERFMON) && !has(unix.CAP_SYS_ADMIN) {
-				missing = append(missing, "CAP_PERFMON")
-			}
-		}
-		if before(5, 11) {
-			need = append(need, "CAP_SYS_RESOURCE")
-			if !has(unix.CAP_SYS_RESOURCE) {
-				missing = append(missing, "CAP_SYS_RESOURCE")
-			}
-		}
-		if len(missing) == 0 {
+		n := check.NeedsToLoad(eff, release)
+		if len(n.Missing) == 0 {
 			return fmt.Errorf("loading the BPF probes was refused although this process has %s (lockdown or an LSM may forbid it): %w",
-				strings.Join(need, " and "), err)
+				strings.Join(n.Need, " and "), err)
 		}
 		return fmt.Errorf("loading the BPF probes needs root (or %s); this process lacks %s: %w",
-			strings.Join(need, " and "), strings.Join(missing, " and "), err)
+			strings.Join(n.Need, " and "), strings.Join(n.Missing, " and "), err)
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("this kernel supports none of connwatch's attach modes (it needs BPF and the sock/inet_sock_set_state tracepoint, Linux 5.8+): %w", err)
 	}
