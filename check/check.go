@@ -213,7 +213,11 @@ func decide(r *Report) {
 	var failing, phrases []string
 	for _, n := range commonNeeds {
 		if !satisfied(n, byName) {
-			failing, phrases = append(failing, n), append(phrases, phrase(byName[n]))
+			name := n
+			if n == NamePerfEventArray {
+				name = NameRingBuf + " or " + NamePerfEventArray
+			}
+			failing, phrases = append(failing, name), append(phrases, phrase(byName[n]))
 		}
 	}
 	for i := 0; i < len(failing); {

@@ -149,7 +149,7 @@ func TestDecide(t *testing.T) {
 				NamePerfEventArray: {StatusUnsupported, "not supported"},
 				NameRingBuf:        {StatusUnsupported, "Linux 5.8+"}}},
 			autoMode:   "",
-			autoReason: "every mode needs perf_event_array: not supported (not supported)",
+			autoReason: "every mode needs ringbuf or perf_event_array: not supported (not supported)",
 		},
 		{
 			name: "the ring buffer stands in for the perf event array",
@@ -166,7 +166,7 @@ func TestDecide(t *testing.T) {
 				NamePerfEventArray:  {StatusUnknown, "EINVAL"},
 				NameRingBuf:         {StatusUnknown, "EINVAL"}}},
 			autoMode:   "",
-			autoReason: "every mode needs raw_tracepoint: not supported (Linux 4.17+); every mode needs probe_read_kernel, perf_event_array: could not be determined (EINVAL)",
+			autoReason: "every mode needs raw_tracepoint: not supported (Linux 4.17+); every mode needs probe_read_kernel, ringbuf or perf_event_array: could not be determined (EINVAL)",
 			canRun:     false,
 		},
 		{
@@ -312,7 +312,7 @@ func TestRunUnprivilegedDoesNotLoad(t *testing.T) {
 	if r.CanRun || r.AutoMode != "" {
 		t.Errorf("CanRun %v, AutoMode %q", r.CanRun, r.AutoMode)
 	}
-	if want := "every mode needs raw_tracepoint, probe_read_kernel, perf_event_array: could not be determined (not probed: loading BPF needs privileges (see privileges))"; r.AutoReason != want {
+	if want := "every mode needs raw_tracepoint, probe_read_kernel, ringbuf or perf_event_array: could not be determined (not probed: loading BPF needs privileges (see privileges))"; r.AutoReason != want {
 		t.Errorf("AutoReason %q", r.AutoReason)
 	}
 }
@@ -441,8 +441,8 @@ raw_tracepoint     ok           sock/inet_sock_set_state attaches
 probe_read_kernel  ok           allowed
 privileges         ok           root with CAP_SYS_ADMIN
 
-auto mode: none — every mode needs perf_event_array: not checked
-can run: no — no attach mode works: every mode needs perf_event_array: not checked
+auto mode: none — every mode needs ringbuf or perf_event_array: not checked
+can run: no — no attach mode works: every mode needs ringbuf or perf_event_array: not checked
 `
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
