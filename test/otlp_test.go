@@ -34,15 +34,7 @@ func TestAgentExportsOTLP(t *testing.T) {
 	hostPort := ln.Addr().(*net.TCPAddr).Port
 	hostLocal := hostConnect(t, ln)
 
-	closed, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedPort := closed.Addr().(*net.TCPAddr).Port
-	closed.Close()
-	if c, err := net.Dial("tcp4", closed.Addr().String()); err == nil {
-		c.Close()
-	}
+	closedPort := refusedConnect(t)
 
 	containerSpans, err := r.WaitSpans(exportTimeout, 1, func(s otlptest.Span) bool {
 		return s.ResourceAttrs()["container.id"] == id && s.Attrs()["network.peer.port"] == int64(child.Remote)

@@ -39,15 +39,6 @@ func TestTwoAgentsJoinOneTrace(t *testing.T) {
 	id := randomContainerID(t)
 	client := startHostNetChild(t, func(pid int) { intoContainerCgroup(t, id, pid) })
 	ln := listen(t, "tcp4", "127.0.0.1:0")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
 
 	// span waits for the span of kind on r whose client port is port.
 	span := func(r *otlptest.Receiver, who string, kind tracepb.Span_SpanKind, port int) otlptest.Span {
