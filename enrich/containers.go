@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/internal/lru"
 )
 
 // A metaSource answers what a container runtime says of one container.
@@ -49,7 +50,7 @@ type metaResolver struct {
 	timeout time.Duration
 
 	mu    sync.Mutex
-	cache *lru[string, *metaEntry]
+	cache *lru.Cache[string, *metaEntry]
 
 	queue chan metaRequest
 	stop  chan struct{}
@@ -82,7 +83,7 @@ func newMetaResolver(sources []metaSource, log *slog.Logger) *metaResolver {
 		log:     log,
 		now:     time.Now,
 		timeout: metaTimeout,
-		cache:   newLRU[string, *metaEntry](metaCacheSize),
+		cache:   lru.New[string, *metaEntry](metaCacheSize),
 		queue:   make(chan metaRequest, metaQueueLen),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),

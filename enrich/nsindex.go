@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/connwatch/connwatch/internal/lru"
 )
 
 // NSEntry is one entry of the namespace index: the container identity of
@@ -33,7 +35,7 @@ type nsRecord struct {
 // use.
 type nsIndex struct {
 	mu        sync.Mutex
-	lru       *lru[nsKey, *nsRecord]
+	pairs     *lru.Cache[nsKey, *nsRecord]
 	gen       uint64 // generation of the latest started scan
 	completed uint64 // generation of the latest completed scan
 
@@ -41,7 +43,7 @@ type nsIndex struct {
 }
 
 func newNSIndex(size int) *nsIndex {
-	return &nsIndex{lru: newLRU[nsKey, *nsRecord](size)}
+	return &nsIndex{pairs: lru.New[nsKey, *nsRecord](size)}
 }
 
 // learn records that a process of the pair k runs in the container cg says.
@@ -53,7 +55,7 @@ func (ix *nsIndex) learn(k nsKey, cg CgroupInfo, now time.Time, gen uint64) (NSE
 	if gen == 0 {
 		gen = ix.gen
 	}
-	if r, ok := ix.lru.Get(k); ok {
+	if r, ok := ix.pairs.Get(k); ok {
 		r.LastSeen = now
 		if gen > r.seenGen {
 			r.seenGen = gen
@@ -73,7 +75,7 @@ func (ix *nsIndex) learn(k nsKey, cg CgroupInfo, now time.Time, gen uint64) (NSE
 		},
 		seenGen: gen,
 	}
-	ix.lru.Put(k, r)
+	ix.pairs.Put(k, r)
 	return r.NSEntry, true
 }
 
@@ -98,7 +100,7 @@ func identityRank(containerID, podUID, path string) int {
 func (ix *nsIndex) touch(k nsKey, now time.Time, gen uint64) bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	r, ok := ix.lru.Get(k)
+	r, ok := ix.pairs.Get(k)
 	if ok {
 		r.LastSeen = now
 		if gen > r.seenGen {
@@ -112,7 +114,7 @@ func (ix *nsIndex) touch(k nsKey, now time.Time, gen uint64) bool {
 func (ix *nsIndex) lookup(k nsKey) (NSEntry, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	r, ok := ix.lru.Get(k)
+	r, ok := ix.pairs.Get(k)
 	if !ok {
 		return NSEntry{}, false
 	}
@@ -146,7 +148,7 @@ func (ix *nsIndex) prune() []NSEntry {
 	}
 	var gone []nsKey
 	var out []NSEntry
-	ix.lru.Each(func(k nsKey, r *nsRecord) bool {
+	ix.pairs.Each(func(k nsKey, r *nsRecord) bool {
 		if r.seenGen < ix.completed {
 			gone = append(gone, k)
 			out = append(out, r.NSEntry)
@@ -154,7 +156,7 @@ func (ix *nsIndex) prune() []NSEntry {
 		return true
 	})
 	for _, k := range gone {
-		ix.lru.Remove(k)
+		ix.pairs.Remove(k)
 	}
 	sortEntries(out)
 	return out
@@ -163,8 +165,8 @@ func (ix *nsIndex) prune() []NSEntry {
 // snapshot returns a copy of every entry, sorted by (PidNS, MntNS).
 func (ix *nsIndex) snapshot() []NSEntry {
 	ix.mu.Lock()
-	out := make([]NSEntry, 0, ix.lru.Len())
-	ix.lru.Each(func(_ nsKey, r *nsRecord) bool {
+	out := make([]NSEntry, 0, ix.pairs.Len())
+	ix.pairs.Each(func(_ nsKey, r *nsRecord) bool {
 		out = append(out, r.NSEntry)
 		return true
 	})
@@ -176,7 +178,7 @@ func (ix *nsIndex) snapshot() []NSEntry {
 func (ix *nsIndex) len() int {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return ix.lru.Len()
+	return ix.pairs.Len()
 }
 
 func sortEntries(s []NSEntry) {

@@ -11,16 +11,14 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/sdk/resource"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/internal/lru"
 	"github.com/connwatch/connwatch/pipeline"
 )
 
@@ -63,7 +61,6 @@ type Exporter struct {
 
 	base            []attribute.KeyValue // host and OTEL_RESOURCE_ATTRIBUTES
 	omitArgs        bool
-	maxResources    int
 	shutdownTimeout time.Duration
 	batchTimeout    time.Duration
 	now             func() time.Time
@@ -71,17 +68,16 @@ type Exporter struct {
 	budget          *budget
 	queueDir        *queueDir // nil: the queue is in memory only
 
-	mu      sync.Mutex
-	entries map[resourceKey]*workload
-	lru     workload // sentinel of the recency list: lru.next is the most recent
-	enc     encoder
-	jenc    jsonEncoder
-	stdout  *lineOut // shared by the signals written as JSON lines
-	rng     *rand.ChaCha8
-	ids     *connIDs
-	resAttr []attribute.KeyValue
-	wantPB  bool // a signal goes over OTLP: keep resources encoded
-	wantJS  bool // a signal goes to stdout: keep resources as JSON
+	mu        sync.Mutex
+	workloads *workloads
+	enc       encoder
+	jenc      jsonEncoder
+	stdout    *lineOut // shared by the signals written as JSON lines
+	rng       *rand.ChaCha8
+	ids       *connIDs
+	resAttr   []attribute.KeyValue
+	wantPB    bool // a signal goes over OTLP: keep resources encoded
+	wantJS    bool // a signal goes to stdout: keep resources as JSON
 
 	closed       atomic.Bool
 	stopFlusher  chan struct{}
@@ -95,41 +91,6 @@ type Exporter struct {
 	lastExportOK, failingSince         atomic.Int64 // Unix ns; 0: none
 	exportErrorsLogged                 atomic.Int64 // Unix ns of the last failure line
 }
-
-// Signal indexes into workload.pend.
-const (
-	sigTraces = 0
-	sigLogs   = 1
-)
-
-// workload is the cached state of one resource.
-type workload struct {
-	key     resourceKey
-	src     *event.Workload // what the resource was built from
-	res     *resource.Resource
-	resPB   []byte // encoded Resource message
-	resJSON []byte // resource as a JSON object
-	pend    [2]pending
-	// prev and next link the recency list; nil once evicted.
-	prev, next *workload
-}
-
-// pending are a workload's records in the open batch of one signal: a
-// list through the signal's recRefs.
-type pending struct {
-	first, last int32 // indexes into signal.refs
-	size        int   // bytes of the workload's records
-	queued      bool  // in the signal's open batch
-}
-
-// recRef is one encoded record (a field of ScopeSpans/ScopeLogs) in a
-// signal's arena, and the next record of the same workload (-1: none).
-type recRef struct {
-	off, n, next int32
-}
-
-// maxKeptArena bounds the arena a signal keeps between batches.
-const maxKeptArena = 2 * maxBatchBytes
 
 // New returns an Exporter exporting as opts say: each enabled signal goes
 // over OTLP/gRPC when an endpoint applies to it (see Options) and to
@@ -182,12 +143,11 @@ func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 	e := &Exporter{
 		base:            base,
 		omitArgs:        opts.OmitCommandArgs,
-		maxResources:    opts.maxProviders(),
 		shutdownTimeout: opts.shutdownTimeout(),
 		now:             time.Now,
 		log:             opts.Logger,
 		budget:          &budget{limit: opts.queueBytes()},
-		entries:         make(map[resourceKey]*workload),
+		workloads:       lru.New[resourceKey, *workload](opts.maxProviders()),
 		rng:             rand.NewChaCha8(seed),
 		ids:             newConnIDs([]byte(cmp.Or(opts.TraceKey, DefaultTraceKey))),
 		stopFlusher:     make(chan struct{}),
@@ -196,7 +156,6 @@ func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 	if e.log == nil {
 		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	e.lru.next, e.lru.prev = &e.lru, &e.lru
 	batch := orDefault(opts.MaxExportBatchSize, DefaultMaxExportBatchSize)
 	stdout := func() *lineOut {
 		if e.stdout == nil {
@@ -387,16 +346,6 @@ func (e *Exporter) Emit(ev *event.Event) {
 	}
 }
 
-// sameWorkload reports whether a and b describe the workload alike.
-func sameWorkload(a, b *event.Workload) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.ExePath == b.ExePath && a.ExeName == b.ExeName && slices.Equal(a.Args, b.Args) &&
-		a.Owner == b.Owner && a.StartTime.Equal(b.StartTime) && a.ContainerID == b.ContainerID &&
-		a.Runtime == b.Runtime && a.PodUID == b.PodUID && a.Cgroup == b.Cgroup
-}
-
 // newIDs draws a random trace and span ID, never all zero. e.mu is held.
 func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
 	for {
@@ -407,71 +356,6 @@ func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
 			return
 		}
 	}
-}
-
-// workload returns the cached state of ev's resource, creating it (and
-// evicting the least recently used one beyond maxResources) as needed.
-// e.mu is held.
-func (e *Exporter) workload(ev *event.Event) *workload {
-	k := keyOf(ev)
-	if w, ok := e.entries[k]; ok {
-		if ev.Workload == w.src || sameWorkload(ev.Workload, w.src) {
-			w.src = ev.Workload
-			if e.lru.next != w {
-				w.unlink()
-				e.pushFront(w)
-			}
-			return w
-		}
-		// Same key, other details (an exec with new arguments, a new
-		// owner name): the resource is built again.
-		w.unlink()
-		delete(e.entries, k)
-		e.resourcesLive.Add(-1)
-	}
-	w := e.newWorkload(ev, k)
-	e.entries[k] = w
-	e.pushFront(w)
-	e.resourcesCreated.Add(1)
-	e.resourcesLive.Add(1)
-	for len(e.entries) > e.maxResources {
-		// An evicted workload with records in an open batch stays
-		// referenced by the batch until it closes.
-		old := e.lru.prev
-		old.unlink()
-		delete(e.entries, old.key)
-		e.resourcesEvicted.Add(1)
-		e.resourcesLive.Add(-1)
-	}
-	return w
-}
-
-func (e *Exporter) pushFront(w *workload) {
-	w.prev, w.next = &e.lru, e.lru.next
-	e.lru.next.prev = w
-	e.lru.next = w
-}
-
-func (w *workload) unlink() {
-	w.prev.next, w.next.prev = w.next, w.prev
-	w.prev, w.next = nil, nil
-}
-
-func (e *Exporter) newWorkload(ev *event.Event, k resourceKey) *workload {
-	attrs := append(e.resAttr[:0], e.base...)
-	attrs = appendWorkloadAttributes(attrs, ev, e.omitArgs)
-	e.resAttr = attrs[:0]
-	// Duplicate keys keep the last value: workload over
-	// OTEL_RESOURCE_ATTRIBUTES over host. The resource sorts them.
-	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
-	w := &workload{key: k, res: res, src: ev.Workload}
-	if e.wantPB {
-		w.resPB = encodeResource(res.Attributes())
-	}
-	if e.wantJS {
-		w.resJSON = appendResourceJSON(nil, res.Attributes())
-	}
-	return w
 }
 
 // Flush closes the open batches and waits until every queued batch is
@@ -541,8 +425,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		e.shutdownErr = errors.Join(append(errs, sigErrs...)...)
 
 		e.mu.Lock()
-		clear(e.entries)
-		e.lru.next, e.lru.prev = &e.lru, &e.lru
+		e.workloads.Clear()
 		e.resourcesLive.Store(0)
 		e.mu.Unlock()
 	})
@@ -558,186 +441,6 @@ func (e *Exporter) exportDone(err error) {
 		return
 	}
 	e.failingSince.CompareAndSwap(0, now)
-}
-
-// signal is the state of one signal: its open batch and queue, or the
-// JSON lines it is written as.
-type signal struct {
-	name string // "traces" or "logs"
-	idx  int
-	exp  *Exporter
-
-	stdout *lineOut // non-nil: written as JSON lines
-
-	// Open batch, under exp.mu: the records, encoded one after another
-	// in arena whatever their workload, and the workloads that have some.
-	arena      []byte
-	refs       []recRef
-	open       []*workload
-	records    int
-	opened     time.Time
-	maxRecords int
-
-	q   *queue
-	snd *sender
-
-	emitted, exported, failed, queueFull atomic.Uint64
-	exportErrors, retries, recovered     atomic.Uint64
-	lastDropLog, lastDrop                atomic.Int64 // Unix ns
-}
-
-// added accounts for the record just appended to the arena at off, of
-// workload w. exp.mu is held.
-func (s *signal) added(w *workload, off int) {
-	s.emitted.Add(1)
-	n := len(s.arena) - off
-	idx := int32(len(s.refs))
-	s.refs = append(s.refs, recRef{off: int32(off), n: int32(n), next: -1})
-	p := &w.pend[s.idx]
-	if !p.queued {
-		p.queued, p.first, p.size = true, idx, 0
-		s.open = append(s.open, w)
-		if s.records == 0 {
-			s.opened = time.Now()
-		}
-	} else {
-		s.refs[p.last].next = idx
-	}
-	p.last = idx
-	p.size += n
-	s.records++
-	if s.records >= s.maxRecords || len(s.arena) >= maxBatchBytes {
-		s.closeBatch()
-	}
-}
-
-// maxBatchBytes closes a batch before its request nears gRPC's default
-// 4 MiB message limit of receivers.
-const maxBatchBytes = 2 << 20
-
-// closeBatch encodes the open batch as an export request body, the
-// records grouped by workload, and queues it. exp.mu is held.
-func (s *signal) closeBatch() {
-	if s.records == 0 {
-		return
-	}
-	e := s.exp
-	scope := scopeBytes
-	size := 0
-	for _, w := range s.open {
-		size += sizeResourceEntry(w.resPB, scope, w.pend[s.idx].size, semconv.SchemaURL)
-	}
-	body := getBody(size)
-	for _, w := range s.open {
-		p := &w.pend[s.idx]
-		body = appendResourceHeader(body, w.resPB, scope, p.size, semconv.SchemaURL)
-		for i := p.first; i >= 0; i = s.refs[i].next {
-			r := s.refs[i]
-			body = append(body, s.arena[r.off:r.off+r.n]...)
-		}
-		body = appendResourceTrailer(body, semconv.SchemaURL)
-		p.queued = false
-	}
-	clear(s.open)
-	b := &batch{body: body, records: s.records, created: s.opened}
-	s.open, s.records, s.refs = s.open[:0], 0, s.refs[:0]
-	if cap(s.arena) > maxKeptArena {
-		s.arena = nil
-	} else {
-		s.arena = s.arena[:0]
-	}
-	if !s.q.push(b) {
-		// Not emitted after all: emitted + queue-full = records offered.
-		s.emitted.Add(^uint64(b.records - 1))
-		s.queueFull.Add(uint64(b.records))
-		s.lastDrop.Store(time.Now().UnixNano())
-		s.logDrop(e, b.records)
-		putBody(b.body)
-	}
-}
-
-// bodyPool recycles the buffers of sent batches.
-var bodyPool sync.Pool
-
-func getBody(size int) []byte {
-	if bp, ok := bodyPool.Get().(*[]byte); ok && cap(*bp) >= size {
-		return (*bp)[:0]
-	}
-	return make([]byte, 0, size)
-}
-
-func putBody(b []byte) {
-	if cap(b) == 0 || cap(b) > 2*maxBatchBytes {
-		return
-	}
-	b = b[:0]
-	bodyPool.Put(&b)
-}
-
-// logDrop says that records were dropped, at most once a second.
-func (s *signal) logDrop(e *Exporter, n int) {
-	now := time.Now().UnixNano()
-	last := s.lastDropLog.Load()
-	if now-last < int64(time.Second) || !s.lastDropLog.CompareAndSwap(last, now) {
-		return
-	}
-	e.log.Warn("export queue full: records dropped", "signal", s.name, "records", n,
-		"dropped_total", s.queueFull.Load(), "queue_bytes", e.budget.used.Load(), "queue_limit_bytes", e.budget.limit)
-}
-
-// wrote accounts for a JSON line appended to the stdout buffer. exp.mu is
-// held.
-func (s *signal) wrote(e *Exporter) {
-	s.emitted.Add(1)
-	lo := s.stdout
-	lo.pending[s.idx]++
-	if len(lo.buf) >= lineOutFlushSize {
-		lo.flush(e)
-	}
-}
-
-var scopeBytes = encodeScope()
-
-// lineOut buffers the JSON lines of the signals written to standard
-// output; a write of the buffer counts its lines as exported or failed.
-type lineOut struct {
-	w       io.Writer
-	buf     []byte
-	pending [2]uint64 // lines in buf, per signal
-	err     error     // first write error
-}
-
-const lineOutFlushSize = 64 << 10
-
-func newLineOut(w io.Writer) *lineOut {
-	return &lineOut{w: w, buf: make([]byte, 0, 2*lineOutFlushSize)}
-}
-
-// flush writes the buffer. exp.mu is held.
-func (lo *lineOut) flush(e *Exporter) {
-	if len(lo.buf) == 0 {
-		return
-	}
-	_, err := lo.w.Write(lo.buf)
-	lo.buf = lo.buf[:0]
-	for _, s := range e.signals() {
-		n := lo.pending[s.idx]
-		if s.stdout != lo || n == 0 {
-			continue
-		}
-		lo.pending[s.idx] = 0
-		if err != nil {
-			s.failed.Add(n)
-			s.exportErrors.Add(1)
-		} else {
-			s.exported.Add(n)
-		}
-	}
-	e.exportDone(err)
-	if err != nil && lo.err == nil {
-		lo.err = fmt.Errorf("writing to standard output: %w", err)
-		e.log.Error("standard output failed; records are counted as failed", "err", err)
-	}
 }
 
 var _ pipeline.Sink = (*Exporter)(nil)

@@ -99,19 +99,7 @@ func startCloseServer(t *testing.T, spec string) (*exec.Cmd, netip.AddrPort, *bu
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), closeServerEnv+"="+spec)
 	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	out := bufio.NewScanner(stdout)
+	stdin, out := startPiped(t, cmd)
 	if !out.Scan() || !strings.HasPrefix(out.Text(), "ready ") {
 		t.Fatalf("close server did not start: %q", out.Text())
 	}
