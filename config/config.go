@@ -10,56 +10,40 @@
 // file yields the defaults. The annotated example returned by [Example]
 // (the file connwatch.yaml in this directory) documents every key.
 //
-// The typical start-up sequence is:
+// Settings come from three sources, applied in this order: the file
+// ([Load], [Parse]), the OpenTelemetry environment variables
+// ([Config.ApplyEnv]) and code (a command-line flag, say). Each checks
+// the values it sets; the rules that relate settings to each other run
+// last, in [Config.Validate], and blame the file position or the variable
+// the offending setting came from. The typical start-up sequence is:
 //
 //	cfg, err := config.Load(path) // or config.Default() without a file
 //	if err != nil { ... }
 //	if err := cfg.ApplyEnv(os.Getenv); err != nil { ... }
+//	// overrides from flags
+//	if err := cfg.Validate(); err != nil { ... }
 package config
 
 import (
-	"fmt"
 	"time"
-)
 
-// Values of probe.attach.
-const (
-	AttachAuto       = "auto"       // pick the best mechanism the kernel supports
-	AttachFentry     = "fentry"     // BPF trampoline (fentry) on tcp_connect
-	AttachKprobe     = "kprobe"     // kprobe on tcp_connect
-	AttachTracepoint = "tracepoint" // a kernel tracepoint
-)
-
-// Values of probe.transport.
-const (
-	TransportAuto    = "auto"    // the ring buffer where the kernel has one, else perf
-	TransportPerf    = "perf"    // the perf event array, one buffer per CPU
-	TransportRingbuf = "ringbuf" // one BPF ring buffer (Linux 5.8+)
-)
-
-// Values of monitor.
-const (
-	MonitorAll        = "all"        // host processes and containers
-	MonitorHost       = "host"       // host processes only
-	MonitorContainers = "containers" // containers only
-)
-
-// Values of export.otlp.compression. The empty string leaves the choice
-// to the exporter (which does not compress).
-const (
-	CompressionGzip = "gzip"
-	CompressionNone = "none"
+	"github.com/connwatch/connwatch/bpf"
 )
 
 // Config is the complete connwatch configuration. The zero value is not
 // useful; start from [Default], [Load] or [Parse].
+//
+// A Config remembers where the file and the environment set each setting
+// (a file position, a variable's name), for [Config.Validate] to point at;
+// copies share that record. Code that changes a setting checks the value
+// it sets, as Validate would blame the setting's recorded source.
 type Config struct {
 	// Probe selects how the kernel probe is attached.
 	Probe Probe
-	// Monitor is one of MonitorAll, MonitorHost or MonitorContainers. It
-	// is a load-time switch of the probe and does not influence
-	// [Config.VisibilityEntries].
-	Monitor string
+	// Monitor selects the processes the kernel reports (bpf.ParseMonitor
+	// names them). It is a load-time switch of the probe and does not
+	// influence [Config.VisibilityEntries].
+	Monitor bpf.Monitor
 	// Visibility says which scopes are traced for which namespaces.
 	Visibility Visibility
 	// Export configures where events go.
@@ -68,16 +52,17 @@ type Config struct {
 	Telemetry Telemetry
 	// Enrich configures where process metadata is read from.
 	Enrich Enrich
+
+	src origins // where the settings came from
 }
 
 // Probe is the probe section.
 type Probe struct {
-	// Attach is one of AttachAuto, AttachFentry, AttachKprobe or
-	// AttachTracepoint.
-	Attach string
-	// Transport is one of TransportAuto, TransportPerf or
-	// TransportRingbuf: how events leave the kernel.
-	Transport string
+	// Attach is the attach mode (bpf.ParseMode names them).
+	Attach bpf.Mode
+	// Transport is how events leave the kernel (bpf.ParseTransport names
+	// them).
+	Transport bpf.Transport
 	// IncludeAgent reports the agent's own connections (to its collector,
 	// for example). Off by default: the kernel program drops them by the
 	// agent's tgid, so that an outage does not make telemetry about the
@@ -147,27 +132,6 @@ type Export struct {
 	TraceKey string
 }
 
-// Bounds of export.trace_key. A key shorter than 16 bytes could be
-// guessed; HMAC hashes a key longer than its block (64 bytes) first, so
-// more than a few hundred bytes buys nothing.
-const (
-	MinTraceKeyBytes = 16
-	MaxTraceKeyBytes = 1024
-)
-
-// checkTraceKey says what is wrong with a trace key, or "" when nothing is.
-func checkTraceKey(k string) string {
-	switch {
-	case k == "":
-		return ""
-	case len(k) < MinTraceKeyBytes:
-		return fmt.Sprintf("%d bytes is too short for a key (at least %d; e.g. the output of `head -c 32 /dev/urandom | base64`)", len(k), MinTraceKeyBytes)
-	case len(k) > MaxTraceKeyBytes:
-		return fmt.Sprintf("%d bytes is too long (at most %d)", len(k), MaxTraceKeyBytes)
-	}
-	return ""
-}
-
 // Queue is the export.queue section: the encoded batches that wait for
 // the collector (while it is down or slow) are kept in memory up to
 // MemoryMiB and, with a Directory, also on disk up to DiskMiB, where they
@@ -182,32 +146,24 @@ type Queue struct {
 	DiskMiB int
 }
 
-// OTLP is the export.otlp section. Its fields mirror the
-// OTEL_EXPORTER_OTLP_* environment variables (see [Config.ApplyEnv]).
-//
-// Endpoints are empty, host, host:port, or a URL with the scheme http or
-// https; a missing port is left to the exporter to default (4317). When
-// no endpoint applies to a signal, that signal is written to standard
-// output as JSON lines.
+// OTLP is the export.otlp section: the exporter's connection settings,
+// which mean what the fields of the same names in otel.Options mean
+// (Certificate is its CACert, ClientCertificate its ClientCert). Each has
+// an OTEL_EXPORTER_OTLP_* environment variable (see [Config.ApplyEnv]).
+// An endpoint is empty or a string otel.ParseEndpoint accepts; a signal
+// no endpoint applies to is written to standard output as JSON lines.
 type OTLP struct {
-	// Endpoint is the endpoint for all signals.
-	Endpoint string
-	// TracesEndpoint, when set, overrides Endpoint for traces.
-	TracesEndpoint string
-	// LogsEndpoint, when set, overrides Endpoint for logs.
-	LogsEndpoint string
-	// Insecure disables transport security.
-	Insecure bool
-	// Headers are sent with every export request. Never nil.
-	Headers map[string]string
-	// Compression is "", CompressionGzip or CompressionNone.
-	Compression string
-	// Timeout bounds each export request.
-	Timeout time.Duration
-	// Certificate is the path of a PEM file of trusted CA certificates.
-	Certificate string
-	// ClientCertificate and ClientKey are the paths of the PEM client
-	// certificate and key for mutual TLS; both are set or neither.
+	Endpoint       string
+	TracesEndpoint string // overrides Endpoint for traces
+	LogsEndpoint   string // overrides Endpoint for logs
+	Insecure       bool
+	Headers        map[string]string // never nil
+	Compression    string            // "" or otel.CheckCompression's names
+	Timeout        time.Duration
+	Certificate    string
+	// ClientCertificate and ClientKey are set both or neither
+	// (otel.CheckClientPair), which Validate checks once the environment
+	// may have supplied one of them.
 	ClientCertificate string
 	ClientKey         string
 }
@@ -250,8 +206,8 @@ const CRISocketAuto = "auto"
 // value that the caller may modify.
 func Default() *Config {
 	return &Config{
-		Probe:   Probe{Attach: AttachAuto, Transport: TransportAuto, MaxConnections: DefaultMaxConnections},
-		Monitor: MonitorAll,
+		Probe:   Probe{Attach: bpf.ModeAuto, Transport: bpf.TransportAuto, MaxConnections: DefaultMaxConnections},
+		Monitor: bpf.MonitorAll,
 		Visibility: Visibility{
 			Host:    []string{ScopeNameNetwork},
 			Default: []string{ScopeNameNetwork},
@@ -281,13 +237,13 @@ func Default() *Config {
 
 // MonitorsHost reports whether host processes are monitored.
 func (c *Config) MonitorsHost() bool {
-	return c.Monitor == MonitorAll || c.Monitor == MonitorHost
+	return c.Monitor == bpf.MonitorAll || c.Monitor == bpf.MonitorHost
 }
 
 // MonitorsContainers reports whether processes in containers are
 // monitored.
 func (c *Config) MonitorsContainers() bool {
-	return c.Monitor == MonitorAll || c.Monitor == MonitorContainers
+	return c.Monitor == bpf.MonitorAll || c.Monitor == bpf.MonitorContainers
 }
 
 // EffectiveTracesEndpoint returns the endpoint traces are exported to:

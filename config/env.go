@@ -12,7 +12,8 @@ import (
 	"unicode/utf8"
 )
 
-// OpenTelemetry environment variables read by [Config.ApplyEnv].
+// The OpenTelemetry environment variables ApplyEnv applies. connwatch
+// reads them here only: the exporter is given the merged configuration.
 const (
 	EnvEndpoint          = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	EnvTracesEndpoint    = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -42,9 +43,10 @@ func (e *EnvError) Error() string {
 }
 
 // ApplyEnv overrides export.otlp settings with the OpenTelemetry
-// environment variables, and export.trace_key with CONNWATCH_TRACE_KEY, read through getenv (normally os.Getenv).
-// A variable that is unset or empty (after trimming spaces) leaves the
-// setting alone; a set variable wins over the file:
+// environment variables, and export.trace_key with CONNWATCH_TRACE_KEY,
+// read through getenv (normally os.Getenv). A variable that is unset or
+// empty (after trimming spaces) leaves the setting alone; a set variable
+// wins over the file:
 //
 //   - OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
 //     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT set Endpoint, TracesEndpoint and
@@ -56,24 +58,35 @@ func (e *EnvError) Error() string {
 //   - OTEL_EXPORTER_OTLP_COMPRESSION is gzip or none.
 //   - OTEL_EXPORTER_OTLP_TIMEOUT is a positive number of milliseconds.
 //   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
-//     and OTEL_EXPORTER_OTLP_CLIENT_KEY set the file paths; the client
-//     certificate and key must end up both set or both empty.
+//     and OTEL_EXPORTER_OTLP_CLIENT_KEY set the file paths.
 //   - CONNWATCH_TRACE_KEY sets export.trace_key (16 to 1024 bytes, taken
 //     as it is, surrounding spaces trimmed).
 //
-// Invalid values are reported as [EnvError] values naming the variable,
-// joined with errors.Join; the configuration is then left unchanged.
+// The per-signal variants of the settings other than the endpoint are not
+// applied (see [IgnoredEnv]). Each value is checked on its own; the rules
+// between settings, such as a client certificate needing its key from
+// the file or the environment, are [Config.Validate]'s, which names the
+// variable that set a setting it blames. Invalid values are reported as
+// [EnvError] values naming the variable, joined with errors.Join; the
+// configuration is then left unchanged.
 func (c *Config) ApplyEnv(getenv func(string) string) error {
-	o := c.Export.OTLP
+	next := *c
+	o := &next.Export.OTLP
 	o.Headers = maps.Clone(o.Headers)
 	if o.Headers == nil {
 		o.Headers = map[string]string{}
+	}
+	next.src = maps.Clone(c.src)
+	if next.src == nil {
+		next.src = origins{}
 	}
 	var errs []error
 	fail := func(name, format string, args ...any) {
 		errs = append(errs, &EnvError{Var: name, Msg: fmt.Sprintf(format, args...)})
 	}
-	get := func(name string) (string, bool) {
+	// get returns the value of the variable name, which sets the
+	// setting at path.
+	get := func(name, path string) (string, bool) {
 		v := strings.TrimSpace(getenv(name))
 		if v == "" {
 			return "", false
@@ -82,26 +95,37 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			fail(name, "value is not valid UTF-8")
 			return "", false
 		}
+		next.src[path] = origin{env: name}
 		return v, true
 	}
 
 	for _, e := range []struct {
-		name string
-		dst  *string
+		name, path string
+		dst        *string
+		check      func(string) string // nil: any value
 	}{
-		{EnvEndpoint, &o.Endpoint},
-		{EnvTracesEndpoint, &o.TracesEndpoint},
-		{EnvLogsEndpoint, &o.LogsEndpoint},
+		{EnvEndpoint, "export.otlp.endpoint", &o.Endpoint, checkEndpoint},
+		{EnvTracesEndpoint, "export.otlp.traces_endpoint", &o.TracesEndpoint, checkEndpoint},
+		{EnvLogsEndpoint, "export.otlp.logs_endpoint", &o.LogsEndpoint, checkEndpoint},
+		{EnvCompression, "export.otlp.compression", &o.Compression, checkCompression},
+		{EnvCertificate, "export.otlp.certificate", &o.Certificate, nil},
+		{EnvClientCertificate, "export.otlp.client_certificate", &o.ClientCertificate, nil},
+		{EnvClientKey, "export.otlp.client_key", &o.ClientKey, nil},
+		{EnvTraceKey, "export.trace_key", &next.Export.TraceKey, checkTraceKey},
 	} {
-		if v, ok := get(e.name); ok {
-			if msg := checkEndpoint(v); msg != "" {
+		v, ok := get(e.name, e.path)
+		if !ok {
+			continue
+		}
+		if e.check != nil {
+			if msg := e.check(v); msg != "" {
 				fail(e.name, "%s", msg)
-			} else {
-				*e.dst = v
+				continue
 			}
 		}
+		*e.dst = v
 	}
-	if v, ok := get(EnvInsecure); ok {
+	if v, ok := get(EnvInsecure, "export.otlp.insecure"); ok {
 		switch strings.ToLower(v) {
 		case "true":
 			o.Insecure = true
@@ -111,7 +135,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			fail(EnvInsecure, "%q is not true or false", v)
 		}
 	}
-	if v, ok := get(EnvHeaders); ok {
+	if v, ok := get(EnvHeaders, "export.otlp.headers"); ok {
 		h, err := parseEnvHeaders(v)
 		if err != nil {
 			fail(EnvHeaders, "%s", err)
@@ -126,14 +150,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	if v, ok := get(EnvCompression); ok {
-		if v != CompressionGzip && v != CompressionNone {
-			fail(EnvCompression, "%q is not one of gzip, none", v)
-		} else {
-			o.Compression = v
-		}
-	}
-	if v, ok := get(EnvTimeout); ok {
+	if v, ok := get(EnvTimeout, "export.otlp.timeout"); ok {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		switch {
 		case err != nil && !errors.Is(err, strconv.ErrRange):
@@ -146,40 +163,37 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			o.Timeout = time.Duration(ms) * time.Millisecond
 		}
 	}
-	for _, e := range []struct {
-		name string
-		dst  *string
-	}{
-		{EnvCertificate, &o.Certificate},
-		{EnvClientCertificate, &o.ClientCertificate},
-		{EnvClientKey, &o.ClientKey},
-	} {
-		if v, ok := get(e.name); ok {
-			*e.dst = v
-		}
-	}
-	traceKey := c.Export.TraceKey
-	if v, ok := get(EnvTraceKey); ok {
-		if msg := checkTraceKey(v); msg != "" {
-			fail(EnvTraceKey, "%s", msg)
-		} else {
-			traceKey = v
-		}
-	}
-	if len(errs) == 0 {
-		switch {
-		case o.ClientCertificate != "" && o.ClientKey == "":
-			fail(EnvClientKey, "must be set (or export.otlp.client_key given) when a client certificate is configured")
-		case o.ClientKey != "" && o.ClientCertificate == "":
-			fail(EnvClientCertificate, "must be set (or export.otlp.client_certificate given) when a client key is configured")
-		}
-	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	c.Export.OTLP = o
-	c.Export.TraceKey = traceKey
+	if len(next.src) == 0 {
+		next.src = nil
+	}
+	*c = next
 	return nil
+}
+
+// envPrefix begins the names of the OTLP exporter's variables.
+const envPrefix = "OTEL_EXPORTER_OTLP_"
+
+// IgnoredEnv returns the per-signal variants of the settings other than
+// the endpoint (OTEL_EXPORTER_OTLP_TRACES_HEADERS,
+// OTEL_EXPORTER_OTLP_LOGS_TIMEOUT and the like) that are set in the
+// environment. ApplyEnv does not apply them: both signals are sent with
+// the one set of export.otlp settings (the variables without TRACES_ or
+// LOGS_), and only the endpoint can differ per signal.
+func IgnoredEnv(getenv func(string) string) []string {
+	var ignored []string
+	for _, general := range []string{EnvInsecure, EnvHeaders, EnvCompression, EnvTimeout,
+		EnvCertificate, EnvClientCertificate, EnvClientKey} {
+		for _, signal := range []string{"TRACES_", "LOGS_"} {
+			name := envPrefix + signal + strings.TrimPrefix(general, envPrefix)
+			if strings.TrimSpace(getenv(name)) != "" {
+				ignored = append(ignored, name)
+			}
+		}
+	}
+	return ignored
 }
 
 // parseEnvHeaders parses the "k=v,k2=v2" format of

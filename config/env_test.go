@@ -58,12 +58,15 @@ func TestApplyEnv(t *testing.T) {
 			if err := c.ApplyEnv(env(tt.vars)); err != nil {
 				t.Fatal(err)
 			}
-			if !reflect.DeepEqual(c, want) {
+			if !sameSettings(c, want) {
 				t.Errorf("got  %+v\nwant %+v", c.Export.OTLP, want.Export.OTLP)
+			}
+			if err := c.Validate(); err != nil {
+				t.Errorf("Validate: %v", err)
 			}
 			// The result prints and parses back unchanged.
 			back, err := Parse("env.yaml", c.YAML())
-			if err != nil || !reflect.DeepEqual(back, c) {
+			if err != nil || !sameSettings(back, c) {
 				t.Errorf("round trip after ApplyEnv: %v", err)
 			}
 		})
@@ -115,10 +118,6 @@ func TestApplyEnvErrors(t *testing.T) {
 			`OTEL_EXPORTER_OTLP_TIMEOUT: "99999999999999999999" milliseconds is too large`},
 		{"invalid UTF-8", "", map[string]string{EnvCertificate: "/a\xff"},
 			`OTEL_EXPORTER_OTLP_CERTIFICATE: value is not valid UTF-8`},
-		{"client certificate without key", "", map[string]string{EnvClientCertificate: "/c.pem"},
-			`OTEL_EXPORTER_OTLP_CLIENT_KEY: must be set (or export.otlp.client_key given) when a client certificate is configured`},
-		{"client key without certificate", "", map[string]string{EnvClientKey: "/k.pem"},
-			`OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: must be set (or export.otlp.client_certificate given) when a client key is configured`},
 		{"trace key too short", "", map[string]string{EnvTraceKey: "k"},
 			"CONNWATCH_TRACE_KEY: 1 bytes is too short for a key (at least 16; e.g. the output of `head -c 32 /dev/urandom | base64`)"},
 		{"several", "", map[string]string{EnvInsecure: "1", EnvTimeout: "x"},
@@ -188,5 +187,22 @@ func TestApplyEnvTraceKey(t *testing.T) {
 	}
 	if err := c.ApplyEnv(env(nil)); err != nil || c.Export.TraceKey != "from a Secret, 16+ bytes" {
 		t.Errorf("unset CONNWATCH_TRACE_KEY changed the key to %q (%v)", c.Export.TraceKey, err)
+	}
+}
+
+func TestIgnoredEnv(t *testing.T) {
+	got := IgnoredEnv(env(map[string]string{
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS":  "a=b",
+		"OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY": "/k.pem",
+		"OTEL_EXPORTER_OTLP_LOGS_TIMEOUT":    " ",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "t:4317", // applied
+		EnvHeaders:                           "a=b",    // applied
+	}))
+	want := []string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("IgnoredEnv = %q, want %q", got, want)
+	}
+	if got := IgnoredEnv(env(nil)); got != nil {
+		t.Errorf("nothing set: %q", got)
 	}
 }

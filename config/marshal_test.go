@@ -3,13 +3,15 @@ package config
 import (
 	"bytes"
 	"os"
-	"reflect"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/connwatch/connwatch/bpf"
+	"github.com/connwatch/connwatch/otel"
 )
 
 func TestDefaultRoundTrip(t *testing.T) {
@@ -18,7 +20,7 @@ func TestDefaultRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(Default().YAML()): %v\n%s", err, out)
 	}
-	if !reflect.DeepEqual(c, Default()) {
+	if !sameSettings(c, Default()) {
 		t.Errorf("round trip changed the defaults:\n got %+v\nwant %+v", c, Default())
 	}
 }
@@ -71,8 +73,8 @@ enrich:
 
 func TestRoundTrip(t *testing.T) {
 	c := Default()
-	c.Probe.Attach = AttachKprobe
-	c.Monitor = MonitorContainers
+	c.Probe.Attach = bpf.ModeKprobe
+	c.Monitor = bpf.MonitorContainers
 	c.Visibility = Visibility{
 		Host:    []string{},
 		Default: []string{ScopeNameNetwork, ScopeNameCapabilities},
@@ -90,7 +92,7 @@ func TestRoundTrip(t *testing.T) {
 			LogsEndpoint:      "https://logs/v1/logs",
 			Insecure:          true,
 			Headers:           map[string]string{"b": "true", "a": "", "c": "#x: y", "d": "123", "e": "~", "f": "é\t"},
-			Compression:       CompressionGzip,
+			Compression:       otel.CompressionGzip,
 			Timeout:           1500 * time.Millisecond,
 			Certificate:       "null",
 			ClientCertificate: "- x",
@@ -111,7 +113,7 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse(YAML()): %v\n%s", err, out)
 	}
-	if !reflect.DeepEqual(got, c) {
+	if !sameSettings(got, c) {
 		t.Errorf("round trip:\n got %+v\nwant %+v\nYAML:\n%s", got, c, out)
 	}
 }
@@ -140,7 +142,7 @@ func TestExampleEqualsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(c, Default()) {
+	if !sameSettings(c, Default()) {
 		t.Errorf("connwatch.yaml = %+v\nwant Default() = %+v", c, Default())
 	}
 }
@@ -222,7 +224,7 @@ func TestExampleHasEveryKey(t *testing.T) {
 	}
 	got := paths(t, []byte(doc))
 	var missing []string
-	for _, k := range append(ruleKeys, matchKeys...) {
+	for _, k := range append(ruleSchema.keys, matchSchema.keys...) {
 		found := false
 		for p := range got {
 			if strings.HasSuffix(p, "."+k) {

@@ -1,13 +1,7 @@
 package config
 
 import (
-	"bytes"
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +17,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown key", "probe:\n  atach: auto\n",
 			`connwatch.yaml:2:3: unknown key "atach" in probe (expected one of: attach, transport, include_agent, max_connections)`},
 		{"bad monitor", "probe: {}\nmonitor: \"hosts\"\n",
-			`connwatch.yaml:2:10: monitor: "hosts" is not one of all, host, containers`},
+			`connwatch.yaml:2:10: monitor: unknown monitor "hosts" (expected all, host or containers)`},
 
 		// YAML syntax and document structure.
 		{"syntax error with line", "probe: {}\nmonitor: a: b\n",
@@ -58,9 +52,9 @@ func TestParseErrors(t *testing.T) {
 
 		// probe and monitor.
 		{"bad attach", "probe:\n  attach: fentri\n",
-			`connwatch.yaml:2:11: probe.attach: "fentri" is not one of auto, fentry, kprobe, tracepoint`},
+			`connwatch.yaml:2:11: probe.attach: unknown attach mode "fentri" (expected auto, fentry, kprobe or tracepoint)`},
 		{"bad transport", "probe:\n  transport: ring\n",
-			`connwatch.yaml:2:14: probe.transport: "ring" is not one of auto, perf, ringbuf`},
+			`connwatch.yaml:2:14: probe.transport: unknown transport "ring" (expected auto, perf or ringbuf)`},
 		{"attach not a string", "probe:\n  attach: [auto]\n",
 			`connwatch.yaml:2:11: probe.attach: expected a string, got a list`},
 		{"attach is a date", "probe:\n  attach: 2001-12-14\n",
@@ -175,7 +169,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown otlp key", "export:\n  otlp:\n    endpoints: x\n",
 			`connwatch.yaml:3:5: unknown key "endpoints" in export.otlp (expected one of: endpoint, traces_endpoint, logs_endpoint, insecure, headers, compression, timeout, certificate, client_certificate, client_key)`},
 		{"bad compression", "export:\n  otlp:\n    compression: zstd\n",
-			`connwatch.yaml:3:18: export.otlp.compression: "zstd" is not one of "", gzip, none`},
+			`connwatch.yaml:3:18: export.otlp.compression: "zstd" is not one of gzip, none`},
 		{"endpoint with path", "export:\n  otlp:\n    endpoint: collector/v1\n",
 			`connwatch.yaml:3:15: export.otlp.endpoint: "collector/v1" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`},
 		{"endpoint empty port", "export:\n  otlp:\n    endpoint: \"collector:\"\n",
@@ -238,24 +232,29 @@ func TestParseErrors(t *testing.T) {
 		// Several problems are all reported, in order.
 		{"several problems", "probe:\n  atach: auto\nmonitor: \"hosts\"\nexport:\n  traces: maybe\n",
 			"connwatch.yaml:2:3: unknown key \"atach\" in probe (expected one of: attach, transport, include_agent, max_connections)\n" +
-				"connwatch.yaml:3:10: monitor: \"hosts\" is not one of all, host, containers\n" +
+				"connwatch.yaml:3:10: monitor: unknown monitor \"hosts\" (expected all, host or containers)\n" +
 				`connwatch.yaml:5:11: export.traces: expected true or false, got the string "maybe"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			// What the agent and "connwatch config validate" run: the
+			// walk of the file, then the rules between settings.
 			c, err := Parse("connwatch.yaml", []byte(tt.in))
 			if err == nil {
-				t.Fatalf("Parse accepted %q: %+v", tt.in, c)
-			}
-			if c != nil {
-				t.Errorf("Parse returned a config along with an error")
+				if err = c.Validate(); err == nil {
+					t.Fatalf("Parse and Validate accepted %q: %+v", tt.in, c)
+				}
+			} else {
+				if c != nil {
+					t.Errorf("Parse returned a config along with an error")
+				}
+				var list ErrorList
+				if !errors.As(err, &list) || len(list) == 0 {
+					t.Fatalf("error is %T, want a non-empty ErrorList", err)
+				}
 			}
 			if got := err.Error(); got != tt.want {
 				t.Errorf("Parse(%q) error:\n got: %s\nwant: %s", tt.in, got, tt.want)
-			}
-			var list ErrorList
-			if !errors.As(err, &list) || len(list) == 0 {
-				t.Fatalf("error is %T, want a non-empty ErrorList", err)
 			}
 			var one *Error
 			if !errors.As(err, &one) || one.File != "connwatch.yaml" {
@@ -321,223 +320,5 @@ func TestParseTooManyErrors(t *testing.T) {
 	}
 	if lines := strings.Split(err.Error(), "\n"); len(lines) != maxListed+1 || lines[maxListed] != "(and 81 more)" {
 		t.Errorf("printed %d lines, last %q", len(lines), lines[len(lines)-1])
-	}
-}
-
-func TestParseEmpty(t *testing.T) {
-	for _, in := range []string{"", "\n", "# only a comment\n", "---\n", "~\n", "null\n", "{}\n", "---\n...\n---\n~\n"} {
-		c, err := Parse("empty.yaml", []byte(in))
-		if err != nil {
-			t.Errorf("Parse(%q): %v", in, err)
-			continue
-		}
-		if !reflect.DeepEqual(c, Default()) {
-			t.Errorf("Parse(%q) = %+v, want defaults", in, c)
-		}
-	}
-}
-
-func TestDefault(t *testing.T) {
-	c := Default()
-	want := &Config{
-		Probe:   Probe{Attach: "auto", Transport: "auto", MaxConnections: 65536},
-		Monitor: "all",
-		Visibility: Visibility{
-			Host:    []string{"network"},
-			Default: []string{"network"},
-			Rules:   []Rule{},
-		},
-		Export: Export{
-			OTLP:         OTLP{Headers: map[string]string{}, Timeout: 10 * time.Second},
-			Traces:       true,
-			Logs:         true,
-			FlushTimeout: 5 * time.Second,
-			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
-		},
-		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
-		Enrich: Enrich{ProcRoot: "/proc", Passwd: "/etc/passwd", DockerRoot: "/var/lib/docker",
-			ContainerdState: "/run/containerd", DockerSocket: "/var/run/docker.sock", CRISocket: "auto"},
-	}
-	if !reflect.DeepEqual(c, want) {
-		t.Errorf("Default() = %+v\nwant %+v", c, want)
-	}
-	if !c.MonitorsHost() || !c.MonitorsContainers() {
-		t.Error("the default monitors neither host nor containers")
-	}
-	// Each call returns an independent value.
-	c.Visibility.Host[0] = "file"
-	c.Export.OTLP.Headers["x"] = "y"
-	if d := Default(); d.Visibility.Host[0] != "network" || len(d.Export.OTLP.Headers) != 0 {
-		t.Error("Default() shares state between calls")
-	}
-}
-
-func TestParseValues(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		edit func(c *Config) // applied to Default() to build the expectation
-	}{
-		{"partial sections keep defaults", "export:\n  otlp:\n    endpoint: collector:4317\n",
-			func(c *Config) { c.Export.OTLP.Endpoint = "collector:4317" }},
-		{"null sections keep defaults", "probe:\nvisibility:\nexport:\n  otlp:\n",
-			func(c *Config) {}},
-		{"empty documents around the configuration", "---\n---\nmonitor: host\n...\n---\n# end\n",
-			func(c *Config) { c.Monitor = "host" }},
-		{"probe and monitor", "probe: {attach: tracepoint}\nmonitor: containers\n",
-			func(c *Config) { c.Probe.Attach = "tracepoint"; c.Monitor = "containers" }},
-		{"empty scope lists", "visibility:\n  host: []\n  default: []\n  rules:\n",
-			func(c *Config) { c.Visibility.Host = []string{}; c.Visibility.Default = []string{} }},
-		{"all scopes", "visibility:\n  host: [file, process, network, capabilities]\n",
-			func(c *Config) { c.Visibility.Host = []string{"file", "process", "network", "capabilities"} }},
-		{"rules", `visibility:
-  rules:
-    - match: {container_id: "3f2a*"}
-      scopes: []
-    - match:
-        cgroup: /system.slice/*
-      scopes: [network, process]
-    - match: {pid_ns: 4026532281, mnt_ns: 0xF0000001}
-      scopes: [network]
-`, func(c *Config) {
-			c.Visibility.Rules = []Rule{
-				{Match: Match{ContainerID: "3f2a*"}, Scopes: []string{}},
-				{Match: Match{Cgroup: "/system.slice/*"}, Scopes: []string{"network", "process"}},
-				{Match: Match{PidNS: 4026532281, MntNS: 0xF0000001}, Scopes: []string{"network"}},
-			}
-		}},
-		{"anchors and aliases", "visibility:\n  host: &s [network, file]\n  default: *s\n",
-			func(c *Config) {
-				c.Visibility.Host = []string{"network", "file"}
-				c.Visibility.Default = []string{"network", "file"}
-			}},
-		{"export", `export:
-  otlp:
-    endpoint: https://collector.example:4317
-    traces_endpoint: http://traces:4317
-    logs_endpoint: logs:4317
-    insecure: true
-    headers:
-      authorization: "Bearer abc"
-      x-tenant: "7"
-    compression: gzip
-    timeout: 1m30s
-    certificate: /etc/ssl/ca.pem
-    client_certificate: /etc/ssl/client.pem
-    client_key: /etc/ssl/client.key
-  traces: false
-  logs: FALSE
-  flush_timeout: 250ms
-  queue: {memory_mib: 8, directory: /var/lib/connwatch/queue, disk_mib: 2048}
-`, func(c *Config) {
-			c.Export = Export{
-				OTLP: OTLP{
-					Endpoint:          "https://collector.example:4317",
-					TracesEndpoint:    "http://traces:4317",
-					LogsEndpoint:      "logs:4317",
-					Insecure:          true,
-					Headers:           map[string]string{"authorization": "Bearer abc", "x-tenant": "7"},
-					Compression:       "gzip",
-					Timeout:           90 * time.Second,
-					Certificate:       "/etc/ssl/ca.pem",
-					ClientCertificate: "/etc/ssl/client.pem",
-					ClientKey:         "/etc/ssl/client.key",
-				},
-				FlushTimeout: 250 * time.Millisecond,
-				Queue:        Queue{MemoryMiB: 8, Directory: "/var/lib/connwatch/queue", DiskMiB: 2048},
-			}
-		}},
-		{"endpoint forms", "export: {otlp: {endpoint: collector, traces_endpoint: \"[::1]:4317\", logs_endpoint: \"http://10.0.0.1\"}}\n",
-			func(c *Config) {
-				c.Export.OTLP.Endpoint = "collector"
-				c.Export.OTLP.TracesEndpoint = "[::1]:4317"
-				c.Export.OTLP.LogsEndpoint = "http://10.0.0.1"
-			}},
-		{"compression none", "export: {otlp: {compression: none}}\n",
-			func(c *Config) { c.Export.OTLP.Compression = "none" }},
-		{"telemetry disabled", "telemetry:\n  listen: \"\"\n",
-			func(c *Config) { c.Telemetry.Listen = "" }},
-		{"telemetry IPv6 and port 0", "telemetry:\n  listen: \"[::1]:0\"\n",
-			func(c *Config) { c.Telemetry.Listen = "[::1]:0" }},
-		{"telemetry all interfaces", "telemetry:\n  listen: \":9464\"\n",
-			func(c *Config) { c.Telemetry.Listen = ":9464" }},
-		{"enrich", "enrich:\n  proc_root: /host/proc\n  passwd: \"\"\n",
-			func(c *Config) { c.Enrich.ProcRoot, c.Enrich.Passwd = "/host/proc", "" }},
-		{"runtime sources", "enrich:\n  docker_root: /host/var/lib/docker\n  containerd_state: \"\"\n  docker_socket: \"\"\n  cri_socket: /run/crio/crio.sock\n",
-			func(c *Config) {
-				c.Enrich.DockerRoot, c.Enrich.ContainerdState, c.Enrich.DockerSocket, c.Enrich.CRISocket = "/host/var/lib/docker", "", "", "/run/crio/crio.sock"
-			}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := Parse("c.yaml", []byte(tt.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			want := Default()
-			tt.edit(want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("got  %+v\nwant %+v", got, want)
-			}
-		})
-	}
-}
-
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.yaml")
-	if err := os.WriteFile(good, []byte("monitor: host\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := Load(good)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Monitor != "host" || !c.MonitorsHost() || c.MonitorsContainers() {
-		t.Errorf("Load: monitor %q", c.Monitor)
-	}
-
-	bad := filepath.Join(dir, "bad.yaml")
-	if err := os.WriteFile(bad, []byte("monitor: hosts\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = Load(bad)
-	if want := bad + `:1:10: monitor: "hosts" is not one of all, host, containers`; err == nil || err.Error() != want {
-		t.Errorf("Load(bad) = %v, want %s", err, want)
-	}
-
-	_, err = Load(filepath.Join(dir, "missing.yaml"))
-	if !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("Load(missing) = %v, want a not-exist error", err)
-	}
-}
-
-// The bounds: a file over MaxFileBytes, more than MaxRules rules.
-func TestParseBounds(t *testing.T) {
-	big := bytes.Repeat([]byte("# padding\n"), MaxFileBytes/10+1)
-	if _, err := Parse("big.yaml", big); err == nil || err.Error() != "big.yaml: larger than the 1024 KiB a configuration may be" {
-		t.Errorf("a %d-byte file: %v", len(big), err)
-	}
-	path := filepath.Join(t.TempDir(), "big.yaml")
-	if err := os.WriteFile(path, big, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "larger than the 1024 KiB") {
-		t.Errorf("Load of a %d-byte file: %v", len(big), err)
-	}
-	var b strings.Builder
-	b.WriteString("visibility:\n  rules:\n")
-	for i := range MaxRules + 1 {
-		fmt.Fprintf(&b, "    - {match: {cgroup: \"/c%d\"}, scopes: []}\n", i)
-	}
-	if _, err := Parse("c.yaml", []byte(b.String())); err == nil ||
-		err.Error() != "c.yaml:3:5: visibility.rules: 4097 rules, more than the 4096 allowed (match many namespaces with one glob)" {
-		t.Errorf("%d rules: %v", MaxRules+1, err)
-	}
-	// At the bound, accepted.
-	s := b.String()
-	s = s[:strings.LastIndex(strings.TrimSuffix(s, "\n"), "\n")+1]
-	if c, err := Parse("c.yaml", []byte(s)); err != nil || len(c.Visibility.Rules) != MaxRules {
-		t.Errorf("%d rules: %v", MaxRules, err)
 	}
 }

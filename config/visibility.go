@@ -1,14 +1,9 @@
 package config
 
-import "path"
+import (
+	"path"
 
-// Scope numbers as the kernel uses them (the inner keys of the
-// visibility map).
-const (
-	ScopeFile    = 0
-	ScopeProcess = 1
-	ScopeNetwork = 2
-	ScopeCaps    = 3
+	"github.com/connwatch/connwatch/bpf"
 )
 
 // Scope names as written in the configuration. Only the network scope
@@ -30,17 +25,18 @@ const (
 // scopeNames lists the scope names in the order used in messages.
 var scopeNames = []string{ScopeNameNetwork, ScopeNameFile, ScopeNameProcess, ScopeNameCapabilities}
 
-// ScopeNumber returns the kernel number of a scope name.
+// ScopeNumber returns the kernel number of a scope name (bpf.ScopeFile
+// and the others).
 func ScopeNumber(name string) (uint32, bool) {
 	switch name {
 	case ScopeNameFile:
-		return ScopeFile, true
+		return bpf.ScopeFile, true
 	case ScopeNameProcess:
-		return ScopeProcess, true
+		return bpf.ScopeProcess, true
 	case ScopeNameNetwork:
-		return ScopeNetwork, true
+		return bpf.ScopeNetwork, true
 	case ScopeNameCapabilities:
-		return ScopeCaps, true
+		return bpf.ScopeCaps, true
 	}
 	return 0, false
 }
@@ -55,22 +51,9 @@ type Namespace struct {
 }
 
 // Key returns the visibility map key of the namespace.
-func (ns Namespace) Key() OuterKey {
-	return OuterKey{PidNS: ns.PidNS, MntNS: ns.MntNS}
+func (ns Namespace) Key() bpf.OuterKey {
+	return bpf.OuterKey{PidNS: ns.PidNS, MntNS: ns.MntNS}
 }
-
-// OuterKey is a key of the outer visibility map: a PID and mount
-// namespace inode number pair.
-type OuterKey struct {
-	PidNS, MntNS uint32
-}
-
-// Reserved outer keys. HostKey holds the scopes of host processes and
-// DefaultKey those of namespaces without an entry of their own.
-var (
-	HostKey    = OuterKey{0, 0}
-	DefaultKey = OuterKey{0xc0ffee, 0xc0ffee}
-)
 
 // Matches reports whether the match selects ns. A container ID or cgroup
 // glob never matches a namespace whose container ID or cgroup is
@@ -108,7 +91,7 @@ func (c *Config) Match(ns Namespace) (scopes []string, matched bool) {
 // outer key → inner map of scope number → Trace or Ignore, with all four
 // scopes present in every inner map.
 //
-// HostKey gets the visibility.host scopes and DefaultKey the
+// bpf.HostKey gets the visibility.host scopes and bpf.DefaultKey the
 // visibility.default scopes. Each namespace in known that a rule matches
 // gets an entry with that rule's scopes; a namespace no rule matches gets
 // no entry, as the kernel falls back to DefaultKey for it. Namespaces
@@ -118,10 +101,10 @@ func (c *Config) Match(ns Namespace) (scopes []string, matched bool) {
 //
 // The result does not depend on the monitor setting, which the kernel
 // applies separately at load time.
-func (c *Config) VisibilityEntries(known []Namespace) map[OuterKey]map[uint32]uint32 {
-	out := map[OuterKey]map[uint32]uint32{
-		HostKey:    inner(c.Visibility.Host),
-		DefaultKey: inner(c.Visibility.Default),
+func (c *Config) VisibilityEntries(known []Namespace) bpf.Visibility {
+	out := bpf.Visibility{
+		bpf.HostKey:    inner(c.Visibility.Host),
+		bpf.DefaultKey: inner(c.Visibility.Default),
 	}
 	for _, ns := range known {
 		k := ns.Key()
@@ -139,10 +122,10 @@ func (c *Config) VisibilityEntries(known []Namespace) map[OuterKey]map[uint32]ui
 // traced, the others ignored. Unknown names are skipped.
 func inner(scopes []string) map[uint32]uint32 {
 	m := map[uint32]uint32{
-		ScopeFile:    Ignore,
-		ScopeProcess: Ignore,
-		ScopeNetwork: Ignore,
-		ScopeCaps:    Ignore,
+		bpf.ScopeFile:    Ignore,
+		bpf.ScopeProcess: Ignore,
+		bpf.ScopeNetwork: Ignore,
+		bpf.ScopeCaps:    Ignore,
 	}
 	for _, s := range scopes {
 		if n, ok := ScopeNumber(s); ok {

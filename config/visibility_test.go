@@ -3,6 +3,8 @@ package config
 import (
 	"reflect"
 	"testing"
+
+	"github.com/connwatch/connwatch/bpf"
 )
 
 const (
@@ -89,7 +91,7 @@ func TestMatchesEmptyFields(t *testing.T) {
 // scopes builds an inner map: listed scope numbers are traced, the rest
 // ignored.
 func scopes(traced ...uint32) map[uint32]uint32 {
-	m := map[uint32]uint32{ScopeFile: 1, ScopeProcess: 1, ScopeNetwork: 1, ScopeCaps: 1}
+	m := map[uint32]uint32{bpf.ScopeFile: 1, bpf.ScopeProcess: 1, bpf.ScopeNetwork: 1, bpf.ScopeCaps: 1}
 	for _, s := range traced {
 		m[s] = 0
 	}
@@ -99,25 +101,25 @@ func scopes(traced ...uint32) map[uint32]uint32 {
 func TestVisibilityEntries(t *testing.T) {
 	c := mustParse(t, rulesConfig)
 	known := []Namespace{
-		{PidNS: 10, MntNS: 11, ContainerID: id3f2a},                                    // rule 0
-		{PidNS: 20, MntNS: 21, Cgroup: "/kubepods.slice/besteffort/pod9"},              // rule 1
-		{PidNS: 4026532281, MntNS: 4026532279},                                         // rule 2
-		{PidNS: 30, MntNS: 31, ContainerID: idab12},                                    // rule 3
-		{PidNS: 40, MntNS: 41, Cgroup: "/system.slice/sshd.service"},                   // no rule
-		{PidNS: 10, MntNS: 11, ContainerID: idab12},                                    // repeated key: first wins
-		{PidNS: 0, MntNS: 0, ContainerID: idab12},                                      // host key: skipped
-		{PidNS: DefaultKey.PidNS, MntNS: DefaultKey.MntNS, ContainerID: idab12},        // default key: skipped
-		{PidNS: 50, MntNS: 51, ContainerID: "", Cgroup: ""},                            // nothing known: no rule
-		{PidNS: 60, MntNS: 61, ContainerID: id3f2a, Cgroup: "/kubepods.slice/a/b/c/d"}, // rule 0
+		{PidNS: 10, MntNS: 11, ContainerID: id3f2a},                                     // rule 0
+		{PidNS: 20, MntNS: 21, Cgroup: "/kubepods.slice/besteffort/pod9"},               // rule 1
+		{PidNS: 4026532281, MntNS: 4026532279},                                          // rule 2
+		{PidNS: 30, MntNS: 31, ContainerID: idab12},                                     // rule 3
+		{PidNS: 40, MntNS: 41, Cgroup: "/system.slice/sshd.service"},                    // no rule
+		{PidNS: 10, MntNS: 11, ContainerID: idab12},                                     // repeated key: first wins
+		{PidNS: 0, MntNS: 0, ContainerID: idab12},                                       // host key: skipped
+		{PidNS: bpf.DefaultKey.PidNS, MntNS: bpf.DefaultKey.MntNS, ContainerID: idab12}, // default key: skipped
+		{PidNS: 50, MntNS: 51, ContainerID: "", Cgroup: ""},                             // nothing known: no rule
+		{PidNS: 60, MntNS: 61, ContainerID: id3f2a, Cgroup: "/kubepods.slice/a/b/c/d"},  // rule 0
 	}
-	want := map[OuterKey]map[uint32]uint32{
-		HostKey:                  scopes(ScopeNetwork, ScopeProcess),
-		DefaultKey:               scopes(ScopeNetwork),
-		{10, 11}:                 scopes(),
-		{20, 21}:                 scopes(ScopeNetwork, ScopeFile),
-		{4026532281, 4026532279}: scopes(ScopeCaps),
-		{30, 31}:                 scopes(ScopeNetwork, ScopeProcess, ScopeFile, ScopeCaps),
-		{60, 61}:                 scopes(),
+	want := bpf.Visibility{
+		bpf.HostKey:                            scopes(bpf.ScopeNetwork, bpf.ScopeProcess),
+		bpf.DefaultKey:                         scopes(bpf.ScopeNetwork),
+		{PidNS: 10, MntNS: 11}:                 scopes(),
+		{PidNS: 20, MntNS: 21}:                 scopes(bpf.ScopeNetwork, bpf.ScopeFile),
+		{PidNS: 4026532281, MntNS: 4026532279}: scopes(bpf.ScopeCaps),
+		{PidNS: 30, MntNS: 31}:                 scopes(bpf.ScopeNetwork, bpf.ScopeProcess, bpf.ScopeFile, bpf.ScopeCaps),
+		{PidNS: 60, MntNS: 61}:                 scopes(),
 	}
 	got := c.VisibilityEntries(known)
 	if !reflect.DeepEqual(got, want) {
@@ -127,9 +129,9 @@ func TestVisibilityEntries(t *testing.T) {
 
 func TestVisibilityEntriesDefaults(t *testing.T) {
 	got := Default().VisibilityEntries([]Namespace{{PidNS: 1, MntNS: 2, ContainerID: id3f2a}})
-	want := map[OuterKey]map[uint32]uint32{
-		HostKey:    scopes(ScopeNetwork),
-		DefaultKey: scopes(ScopeNetwork),
+	want := bpf.Visibility{
+		bpf.HostKey:    scopes(bpf.ScopeNetwork),
+		bpf.DefaultKey: scopes(bpf.ScopeNetwork),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
@@ -152,7 +154,7 @@ func TestVisibilityEntriesIgnoreMonitor(t *testing.T) {
 
 func TestVisibilityEmptyScopes(t *testing.T) {
 	c := mustParse(t, "visibility:\n  host: []\n  default: []\n")
-	want := map[OuterKey]map[uint32]uint32{HostKey: scopes(), DefaultKey: scopes()}
+	want := bpf.Visibility{bpf.HostKey: scopes(), bpf.DefaultKey: scopes()}
 	if got := c.VisibilityEntries(nil); !reflect.DeepEqual(got, want) {
 		t.Errorf("got %v\nwant %v", got, want)
 	}

@@ -1,6 +1,7 @@
 package otel
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,30 +29,24 @@ const (
 	DefaultOTLPPort           = "4317"
 )
 
-// Environment variables consulted by New.
-const (
-	EnvEndpoint           = "OTEL_EXPORTER_OTLP_ENDPOINT"
-	EnvTracesEndpoint     = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-	EnvLogsEndpoint       = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
-	EnvResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
-)
+// EnvResourceAttributes is the one environment variable New reads
+// (through Options.Getenv).
+const EnvResourceAttributes = "OTEL_RESOURCE_ATTRIBUTES"
 
 // Options configures a Pipeline. The zero value exports nothing (both
 // Traces and Logs are false); the other zero fields mean the defaults
 // documented on each field.
 //
-// Options is meant to be the complete configuration, with the
-// OTEL_EXPORTER_OTLP_* environment already merged in by the caller (see
-// config.ApplyEnv). One exception keeps the environment useful on its
-// own: when no endpoint applies to a signal but OTEL_EXPORTER_OTLP_ENDPOINT
-// or the signal's OTEL_EXPORTER_OTLP_{TRACES,LOGS}_ENDPOINT is set, the
-// signal is still exported over OTLP, and the exporter takes its
-// endpoint and transport security from the environment itself.
+// Options is the complete configuration of the export: New reads no
+// OTEL_EXPORTER_OTLP_* variable, so a signal goes over OTLP exactly when
+// an endpoint of Options applies to it. (The agent's configuration merges
+// those variables in before it builds Options; see config.Config.ApplyEnv.)
 type Options struct {
 	// Endpoint is the OTLP/gRPC endpoint of all signals:
 	// "host:port" (transport security decided by Insecure),
 	// "http://host:port" (plaintext) or "https://host:port" (TLS).
 	// A missing port means 4317; a URL path is ignored (gRPC has none).
+	// ParseEndpoint says which strings are endpoints.
 	Endpoint string
 	// TracesEndpoint and LogsEndpoint override Endpoint per signal.
 	// A signal with no endpoint is written to Stdout as JSON lines.
@@ -61,13 +57,14 @@ type Options struct {
 	Insecure bool
 	// Headers are sent with every export request.
 	Headers map[string]string
-	// Compression is "", "none" or "gzip".
+	// Compression is "", CompressionNone or CompressionGzip (see
+	// CheckCompression); "" is CompressionNone.
 	Compression string
 	// Timeout bounds each export attempt (default DefaultTimeout).
 	Timeout time.Duration
 	// CACert is a PEM file of CA certificates to trust instead of the
 	// system pool. ClientCert and ClientKey are PEM files for mutual TLS;
-	// both or neither.
+	// both or neither (see CheckClientPair).
 	CACert     string
 	ClientCert string
 	ClientKey  string
@@ -130,12 +127,7 @@ type Options struct {
 	// may hold secrets) out of resources; process.command is kept.
 	OmitCommandArgs bool
 
-	// Getenv reads the environment (OTEL_RESOURCE_ATTRIBUTES, the
-	// endpoint variables above and, for logs without an endpoint in
-	// Options, the other OTEL_EXPORTER_OTLP_LOGS_*/OTEL_EXPORTER_OTLP_*
-	// settings); nil means os.Getenv. otlptracegrpc, which sends traces,
-	// reads its OTEL_EXPORTER_OTLP_* settings from the process
-	// environment itself where Options are silent.
+	// Getenv reads OTEL_RESOURCE_ATTRIBUTES; nil means os.Getenv.
 	Getenv func(string) string
 }
 
@@ -194,104 +186,121 @@ func orDefault[T int | time.Duration](v, def T) T {
 
 // signalTarget says where one signal goes.
 type signalTarget struct {
-	endpoint string // from Options; "" with fromEnv or for stdout
-	fromEnv  bool   // Options are silent, the environment names an endpoint
+	endpoint string // "" for standard output
 }
 
-func (t signalTarget) otlp() bool { return t.endpoint != "" || t.fromEnv }
+func (t signalTarget) otlp() bool { return t.endpoint != "" }
 
 func (o *Options) tracesTarget() signalTarget {
-	return o.target(o.TracesEndpoint, EnvTracesEndpoint)
+	return signalTarget{endpoint: cmp.Or(o.TracesEndpoint, o.Endpoint)}
 }
 
 func (o *Options) logsTarget() signalTarget {
-	return o.target(o.LogsEndpoint, EnvLogsEndpoint)
+	return signalTarget{endpoint: cmp.Or(o.LogsEndpoint, o.Endpoint)}
 }
 
-func (o *Options) target(signalEndpoint, signalEnv string) signalTarget {
-	if signalEndpoint != "" {
-		return signalTarget{endpoint: signalEndpoint}
-	}
-	if o.Endpoint != "" {
-		return signalTarget{endpoint: o.Endpoint}
-	}
-	if o.getenv(signalEnv) != "" || o.getenv(EnvEndpoint) != "" {
-		return signalTarget{fromEnv: true}
-	}
-	return signalTarget{}
+// Endpoint is a parsed OTLP/gRPC endpoint.
+type Endpoint struct {
+	HostPort string // what gRPC dials: host:port, with DefaultOTLPPort when none was given
+	Insecure bool   // plaintext instead of TLS
 }
 
-// grpcEndpoint is a parsed endpoint.
-type grpcEndpoint struct {
-	hostport string // host:port for grpc
-	insecure bool
-}
-
-// parseEndpoint parses an endpoint in one of the forms documented on
-// Options.Endpoint. insecure applies to the host:port form.
-func parseEndpoint(s string, insecure bool) (grpcEndpoint, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return grpcEndpoint{}, errors.New("empty endpoint")
-	}
+// ParseEndpoint parses an endpoint in one of the forms documented on
+// Options.Endpoint: host or host:port, plaintext when insecure and TLS
+// otherwise; http://host[:port] (plaintext) or https://host[:port] (TLS),
+// whose path, query and fragment are ignored. The host is a name, an IPv4
+// address or a bracketed IPv6 address; a port is 1 to 65535. The
+// configuration checks its endpoints with ParseEndpoint, so a string it
+// accepts is one the exporter can dial and the other way round.
+func ParseEndpoint(s string, insecure bool) (Endpoint, error) {
+	bad := fmt.Errorf("%q is not a valid endpoint (expected host, host:port or an http:// or https:// URL)", s)
+	var u *url.URL
+	var err error
 	if strings.Contains(s, "://") {
-		u, err := url.Parse(s)
-		if err != nil {
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
+		u, err = url.Parse(s) // lower-cases the scheme
+		if err != nil || u.Opaque != "" {
+			return Endpoint{}, bad
 		}
-		switch strings.ToLower(u.Scheme) {
+		switch u.Scheme {
 		case "http":
 			insecure = true
 		case "https":
 			insecure = false
 		default:
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: scheme %q is not http or https", s, u.Scheme)
+			return Endpoint{}, bad
 		}
-		if u.Host == "" || u.Hostname() == "" {
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: no host", s)
+	} else {
+		// url.Parse refuses a port that is not digits with a message
+		// about the URL; say that it is the port.
+		if _, port, err := net.SplitHostPort(s); err == nil && isAlnum(port) && !validPort(port) {
+			return Endpoint{}, fmt.Errorf("%q has an invalid port %q (expected 1 to 65535)", s, port)
 		}
-		if u.User != nil {
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: user information is not supported", s)
+		u, err = url.Parse("//" + s)
+		if err != nil || u.Host != s {
+			return Endpoint{}, bad
 		}
-		port := u.Port()
-		if port == "" {
-			port = DefaultOTLPPort
-		}
-		if err := checkPort(port); err != nil {
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
-		}
-		return grpcEndpoint{hostport: net.JoinHostPort(u.Hostname(), port), insecure: insecure}, nil
 	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		// A bare host (or a bare IPv6 address) gets the default port.
-		var ae *net.AddrError
-		if !errors.As(err, &ae) || !strings.Contains(ae.Err, "missing port") {
-			return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
-		}
-		host, port = strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), DefaultOTLPPort
+	host := u.Hostname()
+	if u.User != nil || host == "" || (strings.Contains(host, ":") && !strings.HasPrefix(u.Host, "[")) {
+		return Endpoint{}, bad
 	}
-	if host == "" || strings.ContainsAny(host, "/?#@ ") {
-		return grpcEndpoint{}, fmt.Errorf("endpoint %q: invalid host", s)
+	port := u.Port()
+	switch {
+	case port != "" && !validPort(port):
+		return Endpoint{}, fmt.Errorf("%q has an invalid port %q (expected 1 to 65535)", s, port)
+	case strings.HasSuffix(u.Host, ":"):
+		return Endpoint{}, fmt.Errorf("%q has an empty port", s)
+	case port == "":
+		port = DefaultOTLPPort
 	}
-	if err := checkPort(port); err != nil {
-		return grpcEndpoint{}, fmt.Errorf("endpoint %q: %w", s, err)
-	}
-	return grpcEndpoint{hostport: net.JoinHostPort(host, port), insecure: insecure}, nil
+	return Endpoint{HostPort: net.JoinHostPort(host, port), Insecure: insecure}, nil
 }
 
-func checkPort(p string) error {
-	n := 0
-	for _, c := range p {
-		if c < '0' || c > '9' || n > 65535 {
-			return fmt.Errorf("invalid port %q", p)
+// isAlnum reports whether s is a non-empty run of ASCII letters and
+// digits.
+func isAlnum(s string) bool {
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
 		}
-		n = n*10 + int(c-'0')
 	}
-	if p == "" || n < 1 || n > 65535 {
-		return fmt.Errorf("invalid port %q", p)
+	return s != ""
+}
+
+// validPort reports whether port is a decimal number from 1 to 65535.
+func validPort(port string) bool {
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
+}
+
+// CheckClientPair says what is wrong with a client certificate and key
+// pair for mutual TLS, or nil: both are given or neither. The
+// configuration checks its pair with it once every source of a setting
+// has been applied.
+func CheckClientPair(cert, key string) error {
+	switch {
+	case cert != "" && key == "":
+		return errors.New("client_certificate and client_key must be given together (client_key is missing)")
+	case key != "" && cert == "":
+		return errors.New("client_certificate and client_key must be given together (client_certificate is missing)")
 	}
 	return nil
+}
+
+// Values of Options.Compression.
+const (
+	CompressionNone = "none"
+	CompressionGzip = "gzip"
+)
+
+// CheckCompression says what is wrong with a compression name, or nil:
+// it is "", CompressionNone or CompressionGzip.
+func CheckCompression(s string) error {
+	switch s {
+	case "", CompressionNone, CompressionGzip:
+		return nil
+	}
+	return fmt.Errorf("%q is not one of %s, %s", s, CompressionGzip, CompressionNone)
 }
 
 // tlsConfig builds the client TLS configuration from the certificate
@@ -309,8 +318,8 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 		}
 		cfg.RootCAs = pool
 	}
-	if (o.ClientCert == "") != (o.ClientKey == "") {
-		return nil, errors.New("client certificate and client key must be set together")
+	if err := CheckClientPair(o.ClientCert, o.ClientKey); err != nil {
+		return nil, err
 	}
 	if o.ClientCert != "" {
 		pair, err := tls.LoadX509KeyPair(o.ClientCert, o.ClientKey)
@@ -322,46 +331,38 @@ func (o *Options) tlsConfig() (*tls.Config, error) {
 	return cfg, nil
 }
 
-func (o *Options) checkCompression() error {
-	switch o.Compression {
-	case "", "none", "gzip":
-		return nil
-	}
-	return fmt.Errorf("compression %q is not gzip or none", o.Compression)
-}
-
-// exporterSettings is what both OTLP exporters are configured with,
-// independent of the exporter package's option types.
+// exporterSettings is what the connection of one signal is configured
+// with.
 type exporterSettings struct {
-	endpoint *grpcEndpoint // nil: taken from the environment by the exporter
-	tls      *tls.Config   // with a TLS endpoint
+	endpoint Endpoint
+	tls      *tls.Config // with a TLS endpoint
 	headers  map[string]string
 	gzip     bool
 	timeout  time.Duration
 	retry    *Retry
 }
 
+// exporterSettings resolves the settings of a signal that goes over OTLP
+// (t.otlp()).
 func (o *Options) exporterSettings(t signalTarget) (exporterSettings, error) {
 	var s exporterSettings
-	if err := o.checkCompression(); err != nil {
+	if err := CheckCompression(o.Compression); err != nil {
+		return s, fmt.Errorf("compression: %w", err)
+	}
+	ep, err := ParseEndpoint(t.endpoint, o.Insecure)
+	if err != nil {
 		return s, err
 	}
-	if t.endpoint != "" {
-		ep, err := parseEndpoint(t.endpoint, o.Insecure)
-		if err != nil {
+	s.endpoint = ep
+	if !ep.Insecure {
+		if s.tls, err = o.tlsConfig(); err != nil {
 			return s, err
-		}
-		s.endpoint = &ep
-		if !ep.insecure {
-			if s.tls, err = o.tlsConfig(); err != nil {
-				return s, err
-			}
 		}
 	}
 	if len(o.Headers) > 0 {
 		s.headers = o.Headers
 	}
-	s.gzip = o.Compression == "gzip"
+	s.gzip = o.Compression == CompressionGzip
 	s.timeout = o.Timeout
 	r := o.Retry
 	if r != (Retry{}) {

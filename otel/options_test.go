@@ -15,42 +15,56 @@ func TestParseEndpoint(t *testing.T) {
 	tests := []struct {
 		in       string
 		insecure bool // Options.Insecure
-		want     grpcEndpoint
+		want     Endpoint
 	}{
-		{"collector:4317", false, grpcEndpoint{"collector:4317", false}},
-		{"collector:4317", true, grpcEndpoint{"collector:4317", true}},
-		{"collector", true, grpcEndpoint{"collector:4317", true}},
-		{"10.1.2.3:14317", false, grpcEndpoint{"10.1.2.3:14317", false}},
-		{"[::1]:4317", true, grpcEndpoint{"[::1]:4317", true}},
-		{"[::1]", false, grpcEndpoint{"[::1]:4317", false}},
-		{"http://collector:4317", false, grpcEndpoint{"collector:4317", true}},
-		{"HTTP://collector:4317", false, grpcEndpoint{"collector:4317", true}},
-		{"https://collector:4317", true, grpcEndpoint{"collector:4317", false}},
-		{"https://collector", false, grpcEndpoint{"collector:4317", false}},
-		{"http://collector:4317/v1/traces", false, grpcEndpoint{"collector:4317", true}},
-		{"http://[2001:db8::1]:4317", false, grpcEndpoint{"[2001:db8::1]:4317", true}},
-		{" collector:4317 ", false, grpcEndpoint{"collector:4317", false}},
+		{"collector:4317", false, Endpoint{"collector:4317", false}},
+		{"collector:4317", true, Endpoint{"collector:4317", true}},
+		{"collector", true, Endpoint{"collector:4317", true}},
+		{"10.1.2.3:14317", false, Endpoint{"10.1.2.3:14317", false}},
+		{"[::1]:4317", true, Endpoint{"[::1]:4317", true}},
+		{"[::1]", false, Endpoint{"[::1]:4317", false}},
+		{"http://collector:4317", false, Endpoint{"collector:4317", true}},
+		{"HTTP://collector:4317", false, Endpoint{"collector:4317", true}},
+		{"https://collector:4317", true, Endpoint{"collector:4317", false}},
+		{"https://collector", false, Endpoint{"collector:4317", false}},
+		{"http://collector:4317/v1/traces", false, Endpoint{"collector:4317", true}},
+		{"http://[2001:db8::1]:4317", false, Endpoint{"[2001:db8::1]:4317", true}},
 	}
 	for _, tt := range tests {
-		got, err := parseEndpoint(tt.in, tt.insecure)
+		got, err := ParseEndpoint(tt.in, tt.insecure)
 		if err != nil || got != tt.want {
-			t.Errorf("parseEndpoint(%q, %v) = %+v, %v; want %+v", tt.in, tt.insecure, got, err, tt.want)
+			t.Errorf("ParseEndpoint(%q, %v) = %+v, %v; want %+v", tt.in, tt.insecure, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{
-		"", "grpc://collector:4317", "http://", "http://:4317", "https://user:pw@collector:4317",
-		"collector:0", "collector:65536", "collector:http", ":4317", "http://collector:99999",
-		"a:b:c", "host/path:4317",
+	for bad, want := range map[string]string{
+		"":                               `"" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"grpc://collector:4317":          `"grpc://collector:4317" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"http://":                        `"http://" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"http://:4317":                   `"http://:4317" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"https://user:pw@collector:4317": `"https://user:pw@collector:4317" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"collector:0":                    `"collector:0" has an invalid port "0" (expected 1 to 65535)`,
+		"collector:65536":                `"collector:65536" has an invalid port "65536" (expected 1 to 65535)`,
+		"collector:http":                 `"collector:http" has an invalid port "http" (expected 1 to 65535)`,
+		":4317":                          `":4317" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"http://collector:99999":         `"http://collector:99999" has an invalid port "99999" (expected 1 to 65535)`,
+		"collector:":                     `"collector:" has an empty port`,
+		"http://collector:":              `"http://collector:" has an empty port`,
+		"a:b:c":                          `"a:b:c" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"::1":                            `"::1" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		"host/path:4317":                 `"host/path:4317" is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
+		" collector:4317 ":               `" collector:4317 " is not a valid endpoint (expected host, host:port or an http:// or https:// URL)`,
 	} {
-		if got, err := parseEndpoint(bad, false); err == nil {
-			t.Errorf("parseEndpoint(%q) = %+v, want an error", bad, got)
+		if got, err := ParseEndpoint(bad, false); err == nil || err.Error() != want {
+			t.Errorf("ParseEndpoint(%q) = %+v, %v; want the error %s", bad, got, err, want)
 		}
 	}
 }
 
 func TestSignalTargets(t *testing.T) {
-	env := map[string]string{}
-	o := Options{Getenv: func(k string) string { return env[k] }}
+	// The environment is not consulted: an endpoint there changes nothing.
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://all:4317")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4317")
+	var o Options
 	check := func(name string, traces, logs signalTarget) {
 		t.Helper()
 		if got := o.tracesTarget(); got != traces {
@@ -61,20 +75,29 @@ func TestSignalTargets(t *testing.T) {
 		}
 	}
 	check("nothing: stdout", signalTarget{}, signalTarget{})
-
-	env[EnvTracesEndpoint] = "http://t:4317"
-	check("env traces only", signalTarget{fromEnv: true}, signalTarget{})
-	env[EnvEndpoint] = "http://all:4317"
-	check("env all", signalTarget{fromEnv: true}, signalTarget{fromEnv: true})
-
 	o.Endpoint = "c:4317"
-	check("options win", signalTarget{endpoint: "c:4317"}, signalTarget{endpoint: "c:4317"})
+	check("one for both", signalTarget{endpoint: "c:4317"}, signalTarget{endpoint: "c:4317"})
 	o.LogsEndpoint = "l:4317"
 	check("per signal", signalTarget{endpoint: "c:4317"}, signalTarget{endpoint: "l:4317"})
-
-	clear(env)
 	o.Endpoint = ""
 	check("logs only", signalTarget{}, signalTarget{endpoint: "l:4317"})
+}
+
+func TestCheckClientPair(t *testing.T) {
+	for _, tt := range []struct{ cert, key, want string }{
+		{"", "", ""},
+		{"/c.pem", "/k.pem", ""},
+		{"/c.pem", "", "client_certificate and client_key must be given together (client_key is missing)"},
+		{"", "/k.pem", "client_certificate and client_key must be given together (client_certificate is missing)"},
+	} {
+		got := ""
+		if err := CheckClientPair(tt.cert, tt.key); err != nil {
+			got = err.Error()
+		}
+		if got != tt.want {
+			t.Errorf("CheckClientPair(%q, %q) = %q, want %q", tt.cert, tt.key, got, tt.want)
+		}
+	}
 }
 
 func TestExporterSettings(t *testing.T) {
@@ -90,7 +113,7 @@ func TestExporterSettings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.endpoint == nil || s.endpoint.insecure || s.tls == nil || s.tls.RootCAs == nil ||
+	if s.endpoint != (Endpoint{"collector:4317", false}) || s.tls == nil || s.tls.RootCAs == nil ||
 		len(s.tls.Certificates) != 1 || s.tls.MinVersion != tls.VersionTLS12 ||
 		!s.gzip || s.headers["authorization"] != "Bearer x" || s.retry != nil {
 		t.Errorf("settings %+v", s)
@@ -100,10 +123,6 @@ func TestExporterSettings(t *testing.T) {
 	o.CACert = filepath.Join(t.TempDir(), "missing.pem")
 	if s, err := o.exporterSettings(signalTarget{endpoint: "http://collector:4317"}); err != nil || s.tls != nil {
 		t.Errorf("http: %+v, %v", s, err)
-	}
-	// From the environment: endpoint and security are the exporter's.
-	if s, err := o.exporterSettings(signalTarget{fromEnv: true}); err != nil || s.endpoint != nil || s.tls != nil {
-		t.Errorf("from env: %+v, %v", s, err)
 	}
 
 	for name, bad := range map[string]Options{

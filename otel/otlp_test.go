@@ -2,6 +2,7 @@ package otel
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,17 +219,49 @@ func TestOTLPMutualTLS(t *testing.T) {
 	}
 }
 
-// TestOTLPFromEnvironment: no endpoint in the options, one in the
-// environment: the signals go to it, not to standard output.
-func TestOTLPFromEnvironment(t *testing.T) {
+// TestOTLPIgnoresEnvironment: the exporter reads no OTEL_EXPORTER_OTLP_*
+// variable. Without an endpoint in Options the records go to standard
+// output although the environment names a collector; with a plaintext
+// endpoint they arrive in plaintext and without the environment's
+// headers although the environment names a CA certificate and headers.
+func TestOTLPIgnoresEnvironment(t *testing.T) {
 	r := otlptest.Start(t)
-	t.Setenv(EnvEndpoint, r.Endpoint())
+	certs, err := otlptest.NewCerts(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT":        r.Endpoint(),
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": r.Endpoint(),
+		"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT":   r.Endpoint(),
+		"OTEL_EXPORTER_OTLP_CERTIFICATE":     certs.CAFile,
+		"OTEL_EXPORTER_OTLP_HEADERS":         "x-from-env=1",
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS":  "x-from-env=1",
+	} {
+		t.Setenv(name, v)
+	}
+
 	out := &syncBuffer{}
 	o := testOptions()
 	o.Getenv = nil // the real environment
 	o.Stdout = out
-	o.BatchTimeout = 10 * time.Millisecond
 	p := newOTLPExporter(t, o)
+	p.Emit(resultEvent(0))
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, `{"type":"span"`) || !strings.Contains(s, `{"type":"log"`) {
+		t.Errorf("stdout has no span and log lines: %q", s)
+	}
+	if n, m := len(r.TraceRequests()), len(r.LogRequests()); n != 0 || m != 0 {
+		t.Errorf("%d trace and %d log requests reached the environment's collector", n, m)
+	}
+
+	o = testOptions()
+	o.Getenv = nil
+	o.Endpoint = r.Endpoint() // http://
+	o.BatchTimeout = 10 * time.Millisecond
+	p = newOTLPExporter(t, o)
 	p.Emit(resultEvent(0))
 	if _, err := r.WaitSpans(5*time.Second, 1, nil); err != nil {
 		t.Fatal(err)
@@ -236,8 +269,10 @@ func TestOTLPFromEnvironment(t *testing.T) {
 	if _, err := r.WaitLogs(5*time.Second, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if out.String() != "" {
-		t.Errorf("stdout written: %s", out.String())
+	for _, md := range r.Headers() {
+		if v := md.Get("x-from-env"); len(v) > 0 {
+			t.Errorf("a request carried the environment's header: %v", md)
+		}
 	}
 }
 

@@ -38,15 +38,9 @@ const (
 	readerQueueSize = 16384
 )
 
-var monitors = map[string]bpf.Monitor{
-	config.MonitorAll:        bpf.MonitorAll,
-	config.MonitorHost:       bpf.MonitorHost,
-	config.MonitorContainers: bpf.MonitorContainers,
-}
-
 // loadConfig reads the config file (defaults when path is empty), applies
 // the OpenTelemetry environment variables over it and then the -attach
-// flag, if given.
+// flag, if given, and checks the rules between settings on the result.
 func loadConfig(path, attach string, log *slog.Logger) (*config.Config, error) {
 	cfg := config.Default()
 	if path != "" {
@@ -61,8 +55,18 @@ func loadConfig(path, attach string, log *slog.Logger) (*config.Config, error) {
 	if err := cfg.ApplyEnv(os.Getenv); err != nil {
 		return nil, err
 	}
+	for _, name := range config.IgnoredEnv(os.Getenv) {
+		log.Warn("environment variable ignored: both signals are exported with the same settings, only the endpoint can differ per signal; set the variable without TRACES_ or LOGS_ instead", "variable", name)
+	}
 	if attach != "" {
-		cfg.Probe.Attach = attach
+		mode, err := bpf.ParseMode(attach)
+		if err != nil {
+			return nil, fmt.Errorf("-attach: %w", err)
+		}
+		cfg.Probe.Attach = mode
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
@@ -88,7 +92,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	mode, err := bpf.ParseMode(cfg.Probe.Attach)
+	mode, err := bpf.ParseMode(string(cfg.Probe.Attach))
 	if err != nil {
 		return err
 	}
@@ -107,7 +111,7 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	if !cfg.Probe.IncludeAgent {
 		self = uint32(os.Getpid())
 	}
-	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: monitors[cfg.Monitor], Transport: bpf.Transport(cfg.Probe.Transport),
+	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: cfg.Monitor, Transport: cfg.Probe.Transport,
 		WakeupEvents: wakeupEvents, AgentTGID: self, MaxConnections: uint32(cfg.Probe.MaxConnections)})
 	if err != nil {
 		return explainLoadError(err)

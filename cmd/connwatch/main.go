@@ -152,7 +152,11 @@ func configCmd(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "connwatch config validate: -c FILE is required")
 			return 2
 		}
-		if _, err := config.Load(path); err != nil {
+		cfg, err := config.Load(path)
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
