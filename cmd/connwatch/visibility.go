@@ -86,11 +86,7 @@ func (v *visibility) apply(cfg *config.Config) error {
 	for _, e := range known {
 		nss = append(nss, config.Namespace{PidNS: e.PidNS, MntNS: e.MntNS, ContainerID: e.ContainerID, Cgroup: e.Cgroup})
 	}
-	entries := cfg.VisibilityEntries(nss)
-	m := make(bpf.Visibility, len(entries))
-	for k, scopes := range entries {
-		m[bpf.OuterKey{PidNS: k.PidNS, MntNS: k.MntNS}] = scopes
-	}
+	m := cfg.VisibilityEntries(nss)
 	if err := v.probe.SetVisibility(m); err != nil {
 		return err
 	}
