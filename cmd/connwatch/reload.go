@@ -81,8 +81,10 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			log.Error("config reload failed; keeping the running config", "trigger", why, "err", err)
 			return
 		}
-		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || !reflect.DeepEqual(next.Export, cfg.Export) {
-			log.Warn("probe.*, monitor and export.* take effect at the next start", "trigger", why)
+		// Only visibility is applied to the running agent.
+		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || !reflect.DeepEqual(next.Export, cfg.Export) ||
+			!reflect.DeepEqual(next.Telemetry, cfg.Telemetry) || !reflect.DeepEqual(next.Enrich, cfg.Enrich) {
+			log.Warn("probe.*, monitor, export.*, telemetry.* and enrich.* take effect at the next start", "trigger", why)
 		}
 		if err := vis.apply(next); err != nil {
 			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)
