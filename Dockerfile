@@ -3,9 +3,12 @@
 # connwatch agent image.
 #
 #   docker build -t connwatch:dev --build-arg VERSION=$(git describe --tags --always) .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t connwatch:dev .
 #
-# The compiled BPF object is committed (bpf/connwatch_x86_bpfel.o), so the
-# build needs no clang; it is built for x86-64 only, hence linux/amd64 only.
+# The compiled BPF objects are committed (bpf/connwatch_{x86,arm64}_bpfel.o),
+# so the build needs no clang, and Go cross-compiles: the build stage runs on
+# the builder's own platform and writes the binary for TARGETARCH (amd64 or
+# arm64).
 #
 # The final image is distroless/static, whose default user is root (uid 0):
 # loading BPF programs needs uid 0 or the capabilities listed in
@@ -20,8 +23,8 @@ ARG TARGETARCH
 ARG VERSION=dev
 WORKDIR /src
 RUN case "${TARGETARCH:-amd64}" in \
-      amd64) ;; \
-      *) echo "connwatch's BPF object is built for x86-64 only; build with --platform linux/amd64" >&2; exit 1 ;; \
+      amd64|arm64) ;; \
+      *) echo "connwatch's BPF objects are built for amd64 and arm64 only, not ${TARGETARCH}" >&2; exit 1 ;; \
     esac
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod \
@@ -29,7 +32,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=linux GOARCH=amd64 \
+    CGO_ENABLED=0 GOOS=linux GOARCH=${TARGETARCH:-amd64} \
     go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /connwatch ./cmd/connwatch
 
 FROM gcr.io/distroless/static-debian12

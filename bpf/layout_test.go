@@ -3,21 +3,45 @@
 package bpf
 
 import (
+	"path/filepath"
 	"testing"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/connwatch/connwatch/event"
 )
 
-// TestContextLayoutMatchesBTF compares sys_context_t in the committed
+// committedObjects parses every committed object (one per architecture),
+// whatever this test runs on.
+func committedObjects(t *testing.T) map[string]*ebpf.CollectionSpec {
+	t.Helper()
+	paths, err := filepath.Glob("connwatch_*_bpfel.o")
+	if err != nil || len(paths) < 2 {
+		t.Fatalf("committed objects: %v %v, want one per architecture", paths, err)
+	}
+	specs := map[string]*ebpf.CollectionSpec{}
+	for _, p := range paths {
+		spec, err := ebpf.LoadCollectionSpec(p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		specs[p] = spec
+	}
+	return specs
+}
+
+// TestContextLayoutMatchesBTF compares sys_context_t in each committed
 // object's BTF, member by member, with what the decoder reads: a layout
 // change on one side cannot pass.
 func TestContextLayoutMatchesBTF(t *testing.T) {
-	spec, err := objectSpec()
-	if err != nil {
-		t.Fatal(err)
+	for name, spec := range committedObjects(t) {
+		t.Run(name, func(t *testing.T) { contextLayoutMatches(t, spec) })
 	}
+}
+
+func contextLayoutMatches(t *testing.T, spec *ebpf.CollectionSpec) {
 	var td *btf.Typedef
 	if err := spec.Types.TypeByName("sys_context_t", &td); err != nil {
 		t.Fatalf("sys_context_t in the object's BTF: %v", err)
@@ -60,10 +84,12 @@ func TestEventIDsMatchBTF(t *testing.T) {
 		"_TCP_CLOSE":                 event.TCPClose,
 		"_TCP_CLOSE_v6":              event.TCPCloseV6,
 	}
-	spec, err := objectSpec()
-	if err != nil {
-		t.Fatal(err)
+	for name, spec := range committedObjects(t) {
+		t.Run(name, func(t *testing.T) { eventIDsMatch(t, spec, decoder) })
 	}
+}
+
+func eventIDsMatch(t *testing.T, spec *ebpf.CollectionSpec, decoder map[string]uint32) {
 	var enum *btf.Enum
 	if err := spec.Types.TypeByName("event_ids", &enum); err != nil {
 		t.Fatalf("enum event_ids in the object's BTF: %v", err)

@@ -311,7 +311,7 @@ func TestDockerignoreKeepsBuildInputs(t *testing.T) {
 			patterns = append(patterns, l)
 		}
 	}
-	for _, need := range []string{"go.mod", "go.sum", "cmd/connwatch/main.go", "bpf/connwatch_x86_bpfel.o",
+	for _, need := range []string{"go.mod", "go.sum", "cmd/connwatch/main.go", "bpf/connwatch_x86_bpfel.o", "bpf/connwatch_arm64_bpfel.o",
 		"config/connwatch.yaml", "deploy/compose/connwatch.yaml"} {
 		if _, err := os.Stat(filepath.Join(root, need)); err != nil {
 			t.Errorf("%s: %v", need, err)

@@ -222,6 +222,13 @@ func hostNetChild() int {
 		if err != nil {
 			return 0
 		}
+		if path, ok := strings.CutPrefix(strings.TrimSpace(line), "exec "); ok {
+			// Another program under this pid: it reads the next
+			// commands (the test sends none before /proc shows it).
+			err := syscall.Exec(path, []string{path, "-test.run=^$"}, os.Environ())
+			fmt.Fprintln(os.Stderr, "child: exec:", err)
+			return 1
+		}
 		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "dial ")
 		if !ok {
 			fmt.Fprintf(os.Stderr, "child: unknown command %q\n", line)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+	"time"
 )
 
 // The tests in this file hold the agent to what the README promises of
@@ -106,50 +107,43 @@ func startPiped(t *testing.T, cmd *exec.Cmd) (io.WriteCloser, *bufio.Scanner) {
 	return stdin, bufio.NewScanner(stdout)
 }
 
-// execScript connects from bash itself (/dev/tcp) to the port of its
-// first argument, says so, waits for a line on stdin and then execs its
-// second argument, the test binary, as a hostNetChild: under the same pid,
-// it connects where the next line of stdin says, reports it and lives on
-// until stdin closes.
-const execScript = `exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-echo "bash connected $$"
-read -r _ || exit 1
-export ` + childEnv + `=` + childHostNet + `
-exec "$2" -test.run='^$'
-`
-
 // A process that execs another program keeps its pid but not its old
-// executable: after bash execs the test binary, the next connection of that
-// pid carries the new process.executable.name and path, and a service.name
-// that follows them.
+// executable: after the test binary, run as a hostNetChild that has
+// connected once, execs a copy of itself under another name, the next
+// connection of that pid carries the new process.executable.name and path,
+// and a service.name that follows them. (A copy, so that the guests of make
+// vmtest, which have no shell but busybox, run it too.)
 func TestEnrichExecUnderSamePid(t *testing.T) {
 	requireRoot(t)
-	bash, err := exec.LookPath("bash")
-	if err != nil {
-		skipOrFail(t, "bash is needed for its /dev/tcp connections: %v", err)
-	}
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
+	other := filepath.Join(t.TempDir(), "connwatch-exec")
+	copyExecutable(t, self, other)
 	a := startOtelAgent(t, "telemetry: {listen: \"\"}\n")
 	ln := listen(t, "tcp4", "127.0.0.1:0")
 	port := ln.Addr().(*net.TCPAddr).Port
 
-	script := filepath.Join(t.TempDir(), "connect-then-exec.sh")
-	if err := os.WriteFile(script, []byte(execScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bash, script, strconv.Itoa(port), self)
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+childHostNet)
 	cmd.Stderr = os.Stderr
 	stdin, out := startPiped(t, cmd)
 	pid := cmd.Process.Pid
-	var said int
-	if !out.Scan() {
-		t.Fatalf("the script exited before connecting: %v", out.Err())
-	}
-	if _, err := fmt.Sscanf(out.Text(), "bash connected %d", &said); err != nil || said != pid {
-		t.Fatalf("the script said %q, want \"bash connected %d\"", out.Text(), pid)
+	dial := func(who string) int {
+		t.Helper()
+		if _, err := fmt.Fprintf(stdin, "dial %s\n", ln.Addr()); err != nil {
+			t.Fatal(err)
+		}
+		if !out.Scan() {
+			t.Fatalf("%s exited before connecting: %v", who, out.Err())
+		}
+		var ok string
+		var lport, rport, connPID int
+		if _, err := fmt.Sscan(out.Text(), &ok, &lport, &rport, &connPID); err != nil || ok != "connected" || connPID != pid {
+			t.Fatalf("%s said %q, want \"connected <ports> %d\"", who, out.Text(), pid)
+		}
+		return lport
 	}
 	clientSpan := func(lport int) func(map[string]any) bool {
 		return func(m map[string]any) bool {
@@ -158,31 +152,54 @@ func TestEnrichExecUnderSamePid(t *testing.T) {
 				attrs["server.port"] == float64(port) && (lport == 0 || attrs["network.local.port"] == float64(lport))
 		}
 	}
-	before := resourceOf(a.waitLine(t, exportTimeout, "bash's connection", clientSpan(0)))
-	if before["process.executable.name"] != "bash" || before["service.name"] != "bash" {
-		t.Fatalf("before the exec: resource %v, want process.executable.name and service.name bash", before)
+	first := dial("the test binary")
+	before := resourceOf(a.waitLine(t, exportTimeout, "the first program's connection", clientSpan(first)))
+	if before["process.executable.name"] != filepath.Base(self) || before["service.name"] != filepath.Base(self) {
+		t.Fatalf("before the exec: resource %v, want process.executable.name and service.name %s", before, filepath.Base(self))
 	}
 
-	if _, err := fmt.Fprintf(stdin, "exec\ndial %s\n", ln.Addr()); err != nil {
+	if _, err := fmt.Fprintf(stdin, "exec %s\n", other); err != nil {
 		t.Fatal(err)
 	}
-	if !out.Scan() {
-		t.Fatalf("the exec'd test binary exited before connecting: %v", out.Err())
-	}
-	var ok string
-	var lport, rport, connPID int
-	if _, err := fmt.Sscan(out.Text(), &ok, &lport, &rport, &connPID); err != nil || ok != "connected" || connPID != pid {
-		t.Fatalf("the exec'd test binary said %q, want \"connected <ports> %d\"", out.Text(), pid)
-	}
+	waitExe(t, pid, other)
+	lport := dial("the exec'd copy")
 	after := resourceOf(a.waitLine(t, exportTimeout, "the exec'd program's connection", clientSpan(lport)))
 	for k, want := range map[string]any{
 		"process.pid":             float64(pid),
-		"process.executable.name": filepath.Base(self),
-		"process.executable.path": self,
-		"service.name":            filepath.Base(self),
+		"process.executable.name": filepath.Base(other),
+		"process.executable.path": other,
+		"service.name":            filepath.Base(other),
 	} {
 		if after[k] != want {
 			t.Errorf("after the exec: %s = %v, want %v", k, after[k], want)
 		}
+	}
+}
+
+// copyExecutable copies the program at src to dst, executable.
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitExe waits until /proc shows pid running the program at path.
+func waitExe(t *testing.T, pid int, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err == nil && exe == path {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d runs %q (%v) 10 s after the exec, not %s", pid, exe, err, path)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

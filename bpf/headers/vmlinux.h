@@ -66,6 +66,19 @@ enum {
 	BPF_RB_RING_SIZE = 1,
 };
 
+#if defined(__TARGET_ARCH_arm64)
+/* arch/arm64/include/uapi/asm/ptrace.h: the start of the kernel's pt_regs,
+ * the kprobe context; bpf_tracing.h reads arguments through it. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+struct pt_regs {
+	struct user_pt_regs user_regs;
+} __attribute__((preserve_access_index));
+#elif defined(__TARGET_ARCH_x86)
 /* arch/x86/include/asm/ptrace.h: kprobe context */
 struct pt_regs {
 	unsigned long r15;
@@ -90,6 +103,9 @@ struct pt_regs {
 	unsigned long sp;
 	unsigned long ss;
 } __attribute__((preserve_access_index));
+#else
+#error "connwatch builds for __TARGET_ARCH_x86 or __TARGET_ARCH_arm64"
+#endif
 
 /* include/linux/ns_common.h */
 struct ns_common {
