@@ -88,7 +88,7 @@ generate: ## regenerate the committed BPF object and Go bindings (bpf2go; needs 
 check-generated: generate ## fail if the committed BPF output differs from a fresh `make generate`
 	@git diff --exit-code --stat -- bpf/ || { echo "bpf2go output is stale: run 'make generate' and commit"; exit 1; }
 
-VM_KERNELS ?= 6.1 6.12
+VM_KERNELS ?= 5.10 6.1 6.12
 VM_MODES   ?= fentry,kprobe,tracepoint
 # User-space behaviour (export back-pressure, outages, queue files, TLS,
 # capabilities) does not depend on the kernel or the attach mode: tested
@@ -100,7 +100,7 @@ VM_MODES   ?= fentry,kprobe,tracepoint
 VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames
 
 .PHONY: vmtest
-vmtest: build ## run the privileged tests in QEMU on Debian 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)
+vmtest: build ## run the privileged tests in QEMU on Debian 5.10, 6.1 and 6.12 kernels in every attach mode (installs qemu, downloads kernels)
 	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-privileged.test ./test/
 	CGO_ENABLED=0 $(GO) test -c -o bin/connwatch-check.test ./check/
 	test/vm/matrix.sh --kernels "$(VM_KERNELS)" --axis CONNWATCH_ATTACH=$(VM_MODES) --smp 1 \

@@ -39,6 +39,9 @@ type AttachPoint struct {
 	// Optional points (the accept side) may fail without failing the mode:
 	// the agent runs and reports no accepted connections.
 	Optional bool
+	// NeedsFuncRet is set where the program reads the function's return
+	// value with bpf_get_func_ret (Linux 5.17+).
+	NeedsFuncRet bool
 }
 
 func (a AttachPoint) String() string {
@@ -106,6 +109,9 @@ func (a AttachPoint) Attach(p *ebpf.Program) (link.Link, error) {
 type attachment struct {
 	prog func(*connwatchProgramSpecs) *ebpf.ProgramSpec
 	AttachPoint
+	// fallback, for an optional program the kernel may refuse to load,
+	// are the programs that do its work instead (see loadAttach).
+	fallback []attachment
 }
 
 // The accept and state-change attach points some modes share.
@@ -117,28 +123,51 @@ var (
 )
 
 // outcomes is attached in every mode: it reports how each attempt ended.
-var outcomes = attachment{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpInetSockSetState }, stateChanges}
+var outcomes = attachment{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpInetSockSetState }, AttachPoint: stateChanges}
+
+// syscallAccepts report accepted connections from the accept syscalls'
+// exit: tracepoint mode's accept side, and fentry mode's where its fexit
+// program does not load (it reads the new socket with bpf_get_func_ret,
+// Linux 5.17+).
+var syscallAccepts = []attachment{
+	{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept4 }, AttachPoint: exitAccept4},
+	{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept }, AttachPoint: exitAccept},
+}
 
 // modePrograms are the programs of each mode, in attach order. Where the
 // kernel takes them, the BTF twins (btfTwin) of some are attached instead.
 var modePrograms = map[Mode][]attachment{
 	ModeFentry: {
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FentryTcpConnect }, AttachPoint{Kind: KindFentry, Symbol: "tcp_connect"}},
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FexitTcpConnect }, AttachPoint{Kind: KindFexit, Symbol: "tcp_connect"}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FentryTcpConnect }, AttachPoint: AttachPoint{Kind: KindFentry, Symbol: "tcp_connect"}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FexitTcpConnect }, AttachPoint: AttachPoint{Kind: KindFexit, Symbol: "tcp_connect"}},
 		outcomes,
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FexitInetCskAccept }, AttachPoint{Kind: KindFexit, Symbol: "inet_csk_accept", Optional: true}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.FexitInetCskAccept },
+			AttachPoint: AttachPoint{Kind: KindFexit, Symbol: "inet_csk_accept", Optional: true, NeedsFuncRet: true},
+			fallback:    syscallAccepts},
 	},
 	ModeKprobe: {
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KprobeTcpConnect }, AttachPoint{Kind: KindKprobe, Symbol: "tcp_connect"}},
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KretprobeTcpConnect }, AttachPoint{Kind: KindKretprobe, Symbol: "tcp_connect"}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KprobeTcpConnect }, AttachPoint: AttachPoint{Kind: KindKprobe, Symbol: "tcp_connect"}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KretprobeTcpConnect }, AttachPoint: AttachPoint{Kind: KindKretprobe, Symbol: "tcp_connect"}},
 		outcomes,
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KretprobeInetCskAccept }, AttachPoint{Kind: KindKretprobe, Symbol: "inet_csk_accept", Optional: true}},
+		{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.KretprobeInetCskAccept },
+			AttachPoint: AttachPoint{Kind: KindKretprobe, Symbol: "inet_csk_accept", Optional: true}},
 	},
-	ModeTracepoint: {
-		outcomes,
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept4 }, exitAccept4},
-		{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept }, exitAccept},
-	},
+	ModeTracepoint: append([]attachment{outcomes}, syscallAccepts...),
+}
+
+// withFallbacks returns atts with each attachment that has a fallback
+// replaced by it, and whether there was any.
+func withFallbacks(atts []attachment) ([]attachment, bool) {
+	var out []attachment
+	changed := false
+	for _, a := range atts {
+		if a.fallback != nil {
+			out, changed = append(out, a.fallback...), true
+			continue
+		}
+		out = append(out, a)
+	}
+	return out, changed
 }
 
 // btfTwin returns the attachment that replaces a where the kernel takes
@@ -149,11 +178,11 @@ var modePrograms = map[Mode][]attachment{
 func btfTwin(a attachment, s *connwatchProgramSpecs) (twin attachment, ok bool) {
 	switch a.prog(s) {
 	case s.TpInetSockSetState:
-		return attachment{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpBtfInetSockSetState }, stateChangesB}, true
+		return attachment{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpBtfInetSockSetState }, AttachPoint: stateChangesB}, true
 	case s.TpSysExitAccept4:
-		return attachment{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept4Btf }, exitAccept4}, true
+		return attachment{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAccept4Btf }, AttachPoint: exitAccept4}, true
 	case s.TpSysExitAccept:
-		return attachment{func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAcceptBtf }, exitAccept}, true
+		return attachment{prog: func(s *connwatchProgramSpecs) *ebpf.ProgramSpec { return s.TpSysExitAcceptBtf }, AttachPoint: exitAccept}, true
 	}
 	return a, false
 }

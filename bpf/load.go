@@ -90,6 +90,8 @@ type loaded struct {
 	programs map[string]*ebpf.Program
 	links    []link.Link
 	warnings []error
+	// fallbacks are why programs with a fallback were replaced by it.
+	fallbacks []error
 	// innerVisibility creates the visibility map's inner maps.
 	innerVisibility *ebpf.MapSpec
 	stateProg       string // the program attached to inet_sock_set_state
@@ -105,19 +107,51 @@ func (l *loaded) close() {
 	l.maps.Close()
 }
 
-// loadAttach loads the maps and the programs of atts (or, with btf, their
-// BTF twins) and attaches them. On failure nothing of it stays loaded.
+// loadAttach loads the maps and the programs of mode m (or, with btf,
+// their BTF twins) and attaches them. Where the kernel refuses to load an
+// optional program that has a fallback (fentry's accept side before
+// bpf_get_func_ret), the fallback's programs are loaded instead and the
+// refusal is a warning. On failure nothing of it stays loaded.
 func loadAttach(m Mode, btf bool, opts Options) (*loaded, error) {
+	atts, ok := modePrograms[m]
+	if !ok {
+		return nil, fmt.Errorf("unknown attach mode %q", m)
+	}
+	l, err := loadAttachSet(m, atts, btf, opts)
+	var lerr *loadFailure
+	if err == nil || !errors.As(err, &lerr) {
+		return l, err
+	}
+	alt, changed := withFallbacks(atts)
+	if !changed {
+		return nil, err
+	}
+	l, altErr := loadAttachSet(m, alt, btf, opts)
+	if altErr != nil {
+		// What stops the mode now is no longer the program the
+		// fallback replaces.
+		return nil, altErr
+	}
+	l.fallbacks = append(l.fallbacks, err)
+	return l, nil
+}
+
+// loadFailure is the kernel refusing to load a program set (as opposed
+// to attaching it).
+type loadFailure struct{ err error }
+
+func (e *loadFailure) Error() string { return e.err.Error() }
+func (e *loadFailure) Unwrap() error { return e.err }
+
+// loadAttachSet loads the maps and the programs of atts (or, with btf,
+// their BTF twins) and attaches them.
+func loadAttachSet(m Mode, atts []attachment, btf bool, opts Options) (*loaded, error) {
 	spec, s, err := newSpecs()
 	if err != nil {
 		return nil, err
 	}
 	if err := configure(s, m, opts); err != nil {
 		return nil, err
-	}
-	atts, ok := modePrograms[m]
-	if !ok {
-		return nil, fmt.Errorf("unknown attach mode %q", m)
 	}
 	if btf {
 		atts = withBTFTwins(atts, &s.connwatchProgramSpecs)
@@ -137,7 +171,7 @@ func loadAttach(m Mode, btf bool, opts Options) (*loaded, error) {
 	l := &loaded{innerVisibility: s.Visibility.InnerMap.Copy(), programs: map[string]*ebpf.Program{}}
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
 	if err != nil {
-		return nil, loadError(m, err)
+		return nil, &loadFailure{loadError(m, err)}
 	}
 	defer coll.Close() // whatever Assign and the program moves below did not take
 	if err := coll.Assign(&l.maps); err != nil {

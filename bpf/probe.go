@@ -174,6 +174,18 @@ func (p *Probe) Warnings() []error {
 	return p.objs.warnings
 }
 
+// Fallbacks says, for each program a fallback replaced, why: fentry's
+// accept side, where its fexit program does not load, comes from the accept
+// syscalls' tracepoints. Nothing is lost.
+func (p *Probe) Fallbacks() []error {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if p.objs == nil {
+		return nil
+	}
+	return p.objs.fallbacks
+}
+
 // Mode is the attach mode in use.
 func (p *Probe) Mode() Mode { return p.mode }
 

@@ -176,7 +176,9 @@ const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
 func loadTrivial(spec ebpf.ProgramSpec) (*ebpf.Program, error) {
 	spec.Name = "connwatch_chk"
 	spec.License = "GPL"
-	spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+	if spec.Instructions == nil {
+		spec.Instructions = asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}
+	}
 	prog, err := ebpf.NewProgram(&spec)
 	if err != nil && errors.Is(err, unix.EPERM) {
 		if memlockErr != nil {
@@ -227,10 +229,26 @@ func modeTargets(m bpf.Mode, kinds ...bpf.AttachKind) ([]target, string) {
 		if !slices.Contains(kinds, pt.Kind) {
 			continue
 		}
-		ts = append(ts, target{desc: pt.String(), optional: pt.Optional, spec: pt.ProgramSpec(), attach: pt.Attach})
+		spec := pt.ProgramSpec()
+		if pt.NeedsFuncRet {
+			// The agent's program reads the return value this way.
+			spec.Instructions = funcRetCall
+		}
+		ts = append(ts, target{desc: pt.String(), optional: pt.Optional, spec: spec, attach: pt.Attach})
 		descs = append(descs, pt.String())
 	}
 	return ts, strings.Join(descs, ", ")
+}
+
+// funcRetCall is a program that calls bpf_get_func_ret(ctx, &ret) and
+// returns 0: a kernel without the helper (before 5.17) refuses it.
+var funcRetCall = asm.Instructions{
+	asm.StoreImm(asm.RFP, -8, 0, asm.DWord),
+	asm.Mov.Reg(asm.R2, asm.RFP),
+	asm.Add.Imm(asm.R2, -8),
+	asm.FnGetFuncRet.Call(),
+	asm.Mov.Imm(asm.R0, 0),
+	asm.Return(),
 }
 
 func probeFentry() result {
@@ -239,7 +257,15 @@ func probeFentry() result {
 	}
 	ts, descs := modeTargets(bpf.ModeFentry, bpf.KindFentry, bpf.KindFexit)
 	optional, err := tryTargets(ts)
-	r := classify(err, descs+" attach", optional)
+	var accepts []error
+	for _, e := range optional {
+		// The agent takes accepts from the syscall tracepoints then.
+		accepts = append(accepts, fmt.Errorf("%w (the agent takes accepts from the syscall tracepoints instead)", e))
+	}
+	r := classify(err, descs+" attach", nil)
+	for _, e := range accepts {
+		r.detail += "; " + e.Error()
+	}
 	switch {
 	case r.status == StatusUnsupported && strings.HasPrefix(err.Error(), "attaching"):
 		r.detail = "BPF trampolines unavailable: " + r.detail

@@ -162,6 +162,9 @@ func TestAccept(t *testing.T) {
 	if len(w.probe.Warnings()) > 0 {
 		t.Fatalf("accept probes not attached: %v", w.probe.Warnings())
 	}
+	for _, f := range w.probe.Fallbacks() {
+		t.Logf("accept side replaced: %v", f)
+	}
 	for _, tt := range []struct {
 		network, addr string
 		id            uint32

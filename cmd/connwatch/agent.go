@@ -91,6 +91,9 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	for _, w := range probe.Warnings() {
 		log.Warn("optional probe not attached", "reason", w)
 	}
+	for _, f := range probe.Fallbacks() {
+		log.Info("accepts come from the syscall tracepoints: the mode's accept program does not load here", "reason", f)
+	}
 	stateProg, whyNotBTF := probe.StateChanges()
 	log.Info("probes attached", "mode", probe.Mode(), "transport", probe.Transport(), "state_changes", stateProg)
 	if whyNotBTF != nil {

@@ -8,13 +8,13 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 usage() {
 	cat <<EOF
-usage: $PROG [--kernels "6.1 6.12"] [--axis KEY=V1,V2,...] [-q] [RUN.SH OPTIONS] -- BINARY [ARGS...]
+usage: $PROG [--kernels "5.10 6.1 6.12"] [--axis KEY=V1,V2,...] [-q] [RUN.SH OPTIONS] -- BINARY [ARGS...]
 
 Boots each kernel (and, with --axis, each value of KEY, passed to the guest as
 --env KEY=V) with test/vm/run.sh, then prints a table of the results.
 Exits 0 only if every cell passed.
 
-  --kernels LIST   kernels to run, space or comma separated (default: "6.1 6.12")
+  --kernels LIST   kernels to run, space or comma separated (default: "5.10 6.1 6.12")
   --axis KEY=VALS  one extra dimension, e.g. CONNWATCH_ATTACH=kprobe,fentry,tracepoint
   --host VALS      also run BINARY directly on this machine's kernel, once per
                    value (of the --axis key), as rows "host"
@@ -31,7 +31,7 @@ example:
 EOF
 }
 
-KERNELS="6.1 6.12"
+KERNELS="5.10 6.1 6.12"
 AXIS_KEY=""
 AXIS_VALS=("")
 QUIET=0

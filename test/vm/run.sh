@@ -20,7 +20,7 @@ Boots a Debian cloud kernel with qemu-system-x86_64 (TCG) and runs BINARY
 (a static x86-64 executable, e.g. built with CGO_ENABLED=0) as root inside it.
 
 options:
-  --kernel SPEC      6.1 | 6.12 | all | exact package name such as
+  --kernel SPEC      5.10 | 6.1 | 6.12 | all | exact package name such as
                      linux-image-6.1.0-57-cloud-amd64 (default: \${CONNWATCH_VM_KERNEL:-6.12})
   --env KEY=VALUE    export KEY=VALUE in the guest before running BINARY
                      (repeatable; --env KEY copies KEY from the host environment)
@@ -42,7 +42,7 @@ options:
 
 environment:
   CONNWATCH_VM_CACHE, CONNWATCH_VM_TIMEOUT, CONNWATCH_VM_KERNEL   defaults for the options above
-  CONNWATCH_VM_PKG_6_1, CONNWATCH_VM_PKG_6_12   pin the exact kernel package for a series
+  CONNWATCH_VM_PKG_5_10, CONNWATCH_VM_PKG_6_1, CONNWATCH_VM_PKG_6_12   pin the exact kernel package for a series
   CONNWATCH_VM_ACCEL   QEMU accelerator (default: tcg)
 
 The guest sees CONNWATCH_VM=1 and CONNWATCH_VM_KERNEL=<release> in its environment.
@@ -119,7 +119,7 @@ for a in "${ADDS[@]+"${ADDS[@]}"}"; do
 done
 
 case $KERNEL_SPEC in
-all) KERNELS=(6.1 6.12) ;;
+all) KERNELS=(5.10 6.1 6.12) ;;
 *) read -r -a KERNELS <<<"${KERNEL_SPEC//,/ }" ;;
 esac
 
@@ -187,23 +187,48 @@ check_binary() {
 }
 
 # ---------------------------------------------------------------- kernels
-# pkg_for_series SERIES -> prints the newest matching package name known to apt.
+# Kernels of other Debian suites (5.10 is bullseye's) come from the same
+# registry through an apt configuration of their own under the cache, which
+# leaves the host's sources alone. APT_ARGS is what apt commands of the
+# series being resolved add (none for the host's suites).
+APT_ARGS=()
+suite_apt() {
+	local suite=$1 dir=$CACHE/apt-$1
+	mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
+	if [[ ! -f $dir/sources.list ]]; then
+		printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian %s main\n' "$suite" >"$dir/sources.list"
+		printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security %s-security main\n' "$suite" >>"$dir/sources.list"
+	fi
+	APT_ARGS=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
+		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache")
+	if [[ ! -f $dir/.updated ]]; then
+		log "running apt-get update for $suite ($dir)"
+		as_root apt-get "${APT_ARGS[@]}" update -qq >&2 && touch "$dir/.updated" || log "warning: apt-get update for $suite failed"
+	fi
+}
+
+# pkg_candidates SERIES -> prints the matching package names known to apt,
+# newest first.
 pkg_candidates() {
-	local re
+	local re prefix=linux-image-6.
 	case $1 in
+	5.10) re='^linux-image-5\.10\.0-[0-9]+-cloud-amd64$' prefix=linux-image-5.10 ;;
 	6.1) re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' ;;
 	6.12) re='^linux-image-6\.12\.[0-9]+\+(deb[0-9]+|bpo)-cloud-amd64$' ;;
 	*) return 1 ;;
 	esac
-	apt-cache pkgnames linux-image-6. 2>/dev/null | grep -E "$re" | sort -V -r
+	apt-cache "${APT_ARGS[@]}" pkgnames "$prefix" 2>/dev/null | grep -E "$re" | sort -V -r
 }
 
 # resolve_kernel SPEC -> sets KDIR (extracted package root), KPKG, KVER, KREL
 resolve_kernel() {
 	local spec=$1 pkg="" pin cand
 	case $spec in
+	linux-image-5.10.*) suite_apt bullseye; pkg=$spec ;;
 	linux-image-*) pkg=$spec ;;
-	6.1 | 6.12)
+	5.10 | 6.1 | 6.12)
+		APT_ARGS=()
+		[[ $spec != 5.10 ]] || suite_apt bullseye
 		pin=CONNWATCH_VM_PKG_${spec//./_}
 		pkg=${!pin:-}
 		if [[ -z $pkg ]]; then
@@ -215,14 +240,14 @@ resolve_kernel() {
 			# newest package apt can actually provide
 			local p
 			for p in $cand; do
-				if [[ $(apt-cache policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: *//p') =~ ^[0-9] ]]; then
+				if [[ $(apt-cache "${APT_ARGS[@]}" policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: *//p') =~ ^[0-9] ]]; then
 					pkg=$p
 					break
 				fi
 			done
 		fi
 		;;
-	*) die "unknown kernel '$spec' (want 6.1, 6.12, all or a linux-image-* package name)" ;;
+	*) die "unknown kernel '$spec' (want 5.10, 6.1, 6.12, all or a linux-image-* package name)" ;;
 	esac
 
 	if [[ -z $pkg ]]; then
@@ -245,9 +270,9 @@ resolve_kernel() {
 		WORK_DIRS+=("$dl")
 		chmod 0777 "$dl"
 		log "downloading $pkg"
-		if ! (cd "$dl" && apt-get download -q "$pkg" >&2); then
-			apt_update_once
-			(cd "$dl" && apt-get download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+		if ! (cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg" >&2); then
+			[[ ${#APT_ARGS[@]} -gt 0 ]] || apt_update_once
+			(cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg" >&2) || die "apt-get download $pkg failed"
 		fi
 		deb=$(ls "$dl"/*.deb)
 		tmp=$(mktemp -d "$CACHE/kernels/.tmp.XXXXXX")
