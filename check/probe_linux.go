@@ -243,7 +243,8 @@ func modeTargets(m bpf.Mode, kinds ...bpf.AttachKind) ([]target, string) {
 // funcRetCall is a program that calls bpf_get_func_ret(ctx, &ret) and
 // returns 0: a kernel without the helper (before 5.17) refuses it.
 var funcRetCall = asm.Instructions{
-	asm.StoreImm(asm.RFP, -8, 0, asm.DWord),
+	asm.Mov.Imm(asm.R3, 0),
+	asm.StoreMem(asm.RFP, -8, asm.R3, asm.DWord),
 	asm.Mov.Reg(asm.R2, asm.RFP),
 	asm.Add.Imm(asm.R2, -8),
 	asm.FnGetFuncRet.Call(),

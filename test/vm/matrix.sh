@@ -20,6 +20,8 @@ Exits 0 only if every cell passed.
                    value (of the --axis key), as rows "host"
   --host-env K=V   extra environment for the host rows only (wins over --env)
   -q, --quiet      do not stream guest consoles (they are still written to the logs)
+  -j, --jobs N     run up to N rows at once (consoles then go to the logs only);
+                   each guest takes one host CPU with --smp 1
   --log-dir DIR    where console logs go (default: a new temporary directory)
 
 Any other option before -- (--env, --add, --modules, --timeout, --bpf-stats, ...)
@@ -35,6 +37,8 @@ KERNELS="5.10 6.1 6.12"
 AXIS_KEY=""
 AXIS_VALS=("")
 QUIET=0
+JOBS=1
+ARCH=amd64
 LOG_DIR=""
 PASS=()
 HOST_VALS=()
@@ -54,6 +58,8 @@ while [[ $# -gt 0 ]]; do
 	--host-env) HOST_ENVS+=("$2"); shift 2 ;;
 	--env) ENVS+=("$2"); PASS+=("$1" "$2"); shift 2 ;;
 	-q | --quiet) QUIET=1; shift ;;
+	-j | --jobs) JOBS=$2; shift 2 ;;
+	--arch) ARCH=$2; PASS+=("$1" "$2"); shift 2 ;;
 	--log-dir) LOG_DIR=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	--) break ;;
@@ -73,36 +79,70 @@ RESULTS=$LOG_DIR/results.tsv
 
 rows=()
 fail=0
+
+# Each row runs run.sh with its own result file; with --jobs N up to N rows
+# run at once, their consoles going only to their logs (the table names
+# them), and the rows are reported in order whatever order they end in.
+specs=()
 for k in $KERNELS; do
 	for v in "${AXIS_VALS[@]}"; do
-		extra=()
-		[[ -z $AXIS_KEY ]] || extra=(--env "$AXIS_KEY=$v")
-		label="kernel $k${AXIS_KEY:+, $AXIS_KEY=$v}"
-		echo "=== $PROG: $label" >&2
-		before=$(wc -l <"$RESULTS")
-		set +e
-		if [[ $QUIET -eq 1 ]]; then
-			"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$RESULTS" \
-				"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@" >/dev/null
-		else
-			"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$RESULTS" \
-				"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@"
-		fi
-		rc=$?
-		set -e
-		if [[ $(wc -l <"$RESULTS") -gt $before ]]; then
-			IFS=$'\t' read -r _ pkg ver code secs logf < <(tail -n 1 "$RESULTS")
-		else
-			pkg=- ver=- code=$rc secs=- logf=-
-		fi
-		case $code in
-		0) res=PASS ;;
-		125) res="ERROR(125)"; fail=1 ;;
-		*) res="FAIL($code)"; fail=1 ;;
-		esac
-		[[ $secs == - ]] || secs=${secs}s
-		rows+=("$k|${AXIS_KEY:+$v}|$pkg|$ver|$res|$secs|$logf")
+		specs+=("$k|$v")
 	done
+done
+
+run_row() { # index kernel value
+	local i=$1 k=$2 v=$3 extra=()
+	shift 3
+	[[ -z $AXIS_KEY ]] || extra=(--env "$AXIS_KEY=$v")
+	if [[ $QUIET -eq 1 || $JOBS -gt 1 ]]; then
+		"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$LOG_DIR/row-$i.tsv" \
+			"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@" >/dev/null 2>"$LOG_DIR/row-$i.err"
+	else
+		"$SCRIPT_DIR/run.sh" --kernel "$k" --log-dir "$LOG_DIR" --result-file "$LOG_DIR/row-$i.tsv" \
+			"${PASS[@]+"${PASS[@]}"}" "${extra[@]+"${extra[@]}"}" "$@"
+	fi
+	echo $? >"$LOG_DIR/row-$i.rc"
+}
+
+running=0
+for i in "${!specs[@]}"; do
+	k=${specs[i]%%|*} v=${specs[i]#*|}
+	echo "=== $PROG: kernel $k${AXIS_KEY:+, $AXIS_KEY=$v} (row $((i + 1)) of ${#specs[@]})" >&2
+	if [[ $JOBS -gt 1 ]]; then
+		run_row "$i" "$k" "$v" "$@" &
+		running=$((running + 1))
+		if [[ $running -ge $JOBS ]]; then
+			wait -n || true
+			running=$((running - 1))
+		fi
+	else
+		run_row "$i" "$k" "$v" "$@" || true
+	fi
+done
+wait || true
+
+for i in "${!specs[@]}"; do
+	k=${specs[i]%%|*} v=${specs[i]#*|}
+	rc=$(cat "$LOG_DIR/row-$i.rc" 2>/dev/null || echo 125)
+	if [[ -s $LOG_DIR/row-$i.tsv ]]; then
+		IFS=$'\t' read -r _ pkg ver code secs logf arch < <(tail -n 1 "$LOG_DIR/row-$i.tsv")
+		cat "$LOG_DIR/row-$i.tsv" >>"$RESULTS"
+	else
+		pkg=- ver=- code=$rc secs=- logf=$LOG_DIR/row-$i.err arch=$ARCH
+	fi
+	case $code in
+	0) res=PASS ;;
+	125) res="ERROR(125)"; fail=1 ;;
+	*) res="FAIL($code)"; fail=1 ;;
+	esac
+	[[ $secs == - ]] || secs=${secs}s
+	rows+=("$k|$arch|${AXIS_KEY:+$v}|$pkg|$ver|$res|$secs|$logf")
+	if [[ $res != PASS && $JOBS -gt 1 && -f $logf ]]; then
+		# Its console was not streamed: show how it failed.
+		echo "=== $PROG: kernel $k${AXIS_KEY:+, $AXIS_KEY=$v}: $res; failures and the end of $logf:" >&2
+		grep -a -E -- '^--- FAIL|_test\.go:[0-9]+:' "$logf" | tail -n 40 >&2 || true
+		tail -n 15 "$logf" >&2
+	fi
 done
 
 shift # the --
@@ -123,13 +163,13 @@ for v in "${HOST_VALS[@]+"${HOST_VALS[@]}"}"; do
 	0) res=PASS ;;
 	*) res="FAIL($code)"; fail=1 ;;
 	esac
-	rows+=("host|${AXIS_KEY:+$v}|$(uname -r)|-|$res|$(($(date +%s) - start))s|$logf")
+	rows+=("host|$(uname -m)|${AXIS_KEY:+$v}|$(uname -r)|-|$res|$(($(date +%s) - start))s|$logf")
 done
 
 {
 	echo
-	hdr="KERNEL|${AXIS_KEY:-}|PACKAGE|VERSION|RESULT|TIME|LOG"
-	printf '%s\n' "$hdr" "${rows[@]}" | if [[ -z $AXIS_KEY ]]; then cut -d'|' -f1,3-; else cat; fi |
+	hdr="KERNEL|ARCH|${AXIS_KEY:-}|PACKAGE|VERSION|RESULT|TIME|LOG"
+	printf '%s\n' "$hdr" "${rows[@]}" | if [[ -z $AXIS_KEY ]]; then cut -d'|' -f1,2,4-; else cat; fi |
 		awk -F'|' '{ for (i = 1; i <= NF; i++) { c[NR, i] = $i; if (length($i) > w[i]) w[i] = length($i) }; if (NF > n) n = NF }
 			END { for (r = 1; r <= NR; r++) { l = ""; for (i = 1; i <= n; i++) l = l sprintf(i < n ? "%-" w[i] "s  " : "%s", c[r, i]); print l } }'
 }

@@ -20,6 +20,9 @@ Boots a Debian cloud kernel with qemu-system-x86_64 (TCG) and runs BINARY
 (a static x86-64 executable, e.g. built with CGO_ENABLED=0) as root inside it.
 
 options:
+  --arch ARCH        amd64 (default: qemu-system-x86_64) or arm64
+                     (qemu-system-aarch64 -machine virt -cpu max; kernel 6.12
+                     from trixie, busybox-static:arm64 from trixie)
   --kernel SPEC      5.10 | 6.1 | 6.12 | all | exact package name such as
                      linux-image-6.1.0-57-cloud-amd64 (default: \${CONNWATCH_VM_KERNEL:-6.12})
   --env KEY=VALUE    export KEY=VALUE in the guest before running BINARY
@@ -72,11 +75,13 @@ RESULT_FILE=""
 ENVS=()
 ADDS=()
 MODULES=()
+ARCH=amd64
 
 need_arg() { [[ $# -ge 2 ]] || die "option $1 needs an argument"; }
 
 while [[ $# -gt 0 ]]; do
 	case $1 in
+	--arch) need_arg "$@"; ARCH=$2; shift 2 ;;
 	--kernel) need_arg "$@"; KERNEL_SPEC=$2; shift 2 ;;
 	--kernel=*) KERNEL_SPEC=${1#*=}; shift ;;
 	--env) need_arg "$@"; ENVS+=("$2"); shift 2 ;;
@@ -108,6 +113,7 @@ shift
 GUEST_ARGS=("$@")
 
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
+[[ $ARCH == amd64 || $ARCH == arm64 ]] || die "--arch must be amd64 or arm64, not $ARCH"
 [[ $WORKDIR == /* ]] || die "--workdir must be an absolute path"
 for e in "${ENVS[@]+"${ENVS[@]}"}"; do
 	k=${e%%=*}
@@ -157,7 +163,11 @@ busybox_is_static() {
 ensure_tools() {
 	local need=()
 	command -v file >/dev/null || need+=(file)
-	command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+	if [[ $ARCH == arm64 ]]; then
+		command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
+	else
+		command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+	fi
 	command -v cpio >/dev/null || need+=(cpio)
 	command -v xz >/dev/null || need+=(xz-utils)
 	command -v timeout >/dev/null || need+=(coreutils)
@@ -179,7 +189,10 @@ check_binary() {
 	local bin=$1 desc
 	[[ -f $bin ]] || die "binary not found: $bin"
 	desc=$(file -bL "$bin")
-	[[ $desc == ELF\ 64-bit*x86-64* ]] || die "$bin is not an x86-64 ELF executable: $desc"
+	case $ARCH in
+	arm64) [[ $desc == ELF\ 64-bit*aarch64* ]] || die "$bin is not an arm64 ELF executable: $desc" ;;
+	*) [[ $desc == ELF\ 64-bit*x86-64* ]] || die "$bin is not an x86-64 ELF executable: $desc" ;;
+	esac
 	if [[ $desc == *"dynamically linked"* || $desc == *interpreter* ]] ||
 		{ command -v readelf >/dev/null && readelf -lW "$bin" 2>/dev/null | grep -q 'program interpreter'; }; then
 		die "$bin is dynamically linked (has an ELF interpreter); the guest has no libc: rebuild it static, e.g. CGO_ENABLED=0 go test -c / go build"
@@ -200,7 +213,8 @@ suite_apt() {
 		printf 'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian-security %s-security main\n' "$suite" >>"$dir/sources.list"
 	fi
 	APT_ARGS=(-o "Dir::Etc::SourceList=$dir/sources.list" -o Dir::Etc::SourceParts=/nonexistent
-		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache")
+		-o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache"
+		-o APT::Architectures::=amd64 -o APT::Architectures::=arm64)
 	if [[ ! -f $dir/.updated ]]; then
 		log "running apt-get update for $suite ($dir)"
 		as_root apt-get "${APT_ARGS[@]}" update -qq >&2 && touch "$dir/.updated" || log "warning: apt-get update for $suite failed"
@@ -212,6 +226,8 @@ suite_apt() {
 pkg_candidates() {
 	local re prefix=linux-image-6.
 	case $1 in
+	arm64/6.12) re='^linux-image-6\.12\.[0-9]+\+deb13-cloud-arm64$' prefix=linux-image-6.12 ;;
+	arm64/*) return 1 ;;
 	5.10) re='^linux-image-5\.10\.0-[0-9]+-cloud-amd64$' prefix=linux-image-5.10 ;;
 	6.1) re='^linux-image-6\.1\.0-[0-9]+-cloud-amd64$' ;;
 	6.12) re='^linux-image-6\.12\.[0-9]+\+(deb[0-9]+|bpo)-cloud-amd64$' ;;
@@ -225,22 +241,26 @@ resolve_kernel() {
 	local spec=$1 pkg="" pin cand
 	case $spec in
 	linux-image-5.10.*) suite_apt bullseye; pkg=$spec ;;
+	linux-image-*-arm64) suite_apt trixie; pkg=$spec ;;
 	linux-image-*) pkg=$spec ;;
 	5.10 | 6.1 | 6.12)
 		APT_ARGS=()
 		[[ $spec != 5.10 ]] || suite_apt bullseye
+		[[ $ARCH != arm64 ]] || suite_apt trixie
 		pin=CONNWATCH_VM_PKG_${spec//./_}
 		pkg=${!pin:-}
 		if [[ -z $pkg ]]; then
-			cand=$(pkg_candidates "$spec" || true)
+			local series=$spec
+			[[ $ARCH == amd64 ]] || series=$ARCH/$spec
+			cand=$(pkg_candidates "$series" || true)
 			if [[ -z $cand ]]; then
 				apt_update_once
-				cand=$(pkg_candidates "$spec" || true)
+				cand=$(pkg_candidates "$series" || true)
 			fi
 			# newest package apt can actually provide
 			local p
 			for p in $cand; do
-				if [[ $(apt-cache "${APT_ARGS[@]}" policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: *//p') =~ ^[0-9] ]]; then
+				if [[ $(apt-cache "${APT_ARGS[@]}" policy "$p:$ARCH" 2>/dev/null | sed -n 's/^ *Candidate: *//p') =~ ^[0-9] ]]; then
 					pkg=$p
 					break
 				fi
@@ -270,9 +290,9 @@ resolve_kernel() {
 		WORK_DIRS+=("$dl")
 		chmod 0777 "$dl"
 		log "downloading $pkg"
-		if ! (cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg" >&2); then
+		if ! (cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg:$ARCH" >&2); then
 			[[ ${#APT_ARGS[@]} -gt 0 ]] || apt_update_once
-			(cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg" >&2) || die "apt-get download $pkg failed"
+			(cd "$dl" && apt-get "${APT_ARGS[@]}" download -q "$pkg:$ARCH" >&2) || die "apt-get download $pkg:$ARCH failed"
 		fi
 		deb=$(ls "$dl"/*.deb)
 		tmp=$(mktemp -d "$CACHE/kernels/.tmp.XXXXXX")
@@ -286,7 +306,10 @@ resolve_kernel() {
 		mv -T "$tmp" "$KDIR" 2>/dev/null || true
 	fi
 	KVER=$(cat "$KDIR/.complete")
-	KREL=$(find "$KDIR/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n 1)
+	# trixie's packages put the modules under usr/ (merged /usr)
+	MODROOT=$KDIR/lib/modules
+	[[ -d $MODROOT ]] || MODROOT=$KDIR/usr/lib/modules
+	KREL=$(find "$MODROOT" -mindepth 1 -maxdepth 1 -printf '%f\n' | head -n 1)
 	[[ -n $KREL && -f $KDIR/boot/vmlinuz-$KREL ]] || die "no vmlinuz in $KDIR"
 }
 
@@ -301,7 +324,7 @@ index_modules() {
 		n=${f##*/}
 		n=${n%%.ko*}
 		MOD_INDEX[${n//-/_}]=$f
-	done < <(find "$KDIR/lib/modules/$KREL/kernel" -name '*.ko' -print0 -o -name '*.ko.xz' -print0 -o -name '*.ko.zst' -print0)
+	done < <(find "$MODROOT/$KREL/kernel" -name '*.ko' -print0 -o -name '*.ko.xz' -print0 -o -name '*.ko.zst' -print0)
 }
 
 mod_cat() {
@@ -319,7 +342,7 @@ add_module() {
 	MOD_DONE[$name]=1
 	f=${MOD_INDEX[$name]:-}
 	if [[ -z $f ]]; then
-		if grep -Eq "/${name//_/[-_]}\.ko$" "$KDIR/lib/modules/$KREL/modules.builtin"; then
+		if grep -Eq "/${name//_/[-_]}\.ko$" "$MODROOT/$KREL/modules.builtin"; then
 			log "module $name is built into $KREL"
 			return 0
 		fi
@@ -332,6 +355,24 @@ add_module() {
 	MOD_ORDER+=("$name")
 }
 
+# guest_busybox sets GUEST_BUSYBOX: the host's static busybox, or for arm64
+# trixie's busybox-static:arm64 (at usr/bin/busybox), cached.
+guest_busybox() {
+	GUEST_BUSYBOX=/bin/busybox
+	[[ $ARCH == arm64 ]] || return 0
+	local dir=$CACHE/busybox-arm64 dl
+	GUEST_BUSYBOX=$dir/usr/bin/busybox
+	[[ -x $GUEST_BUSYBOX ]] && return 0
+	suite_apt trixie
+	dl=$(mktemp -d "${TMPDIR:-/tmp}/connwatch-vm-dl.XXXXXX")
+	WORK_DIRS+=("$dl")
+	chmod 0777 "$dl"
+	(cd "$dl" && apt-get "${APT_ARGS[@]}" download -q busybox-static:arm64 >&2) || die "apt-get download busybox-static:arm64 failed"
+	mkdir -p "$dir"
+	dpkg-deb -x "$dl"/*.deb "$dir"
+	[[ -x $GUEST_BUSYBOX ]] || die "busybox-static:arm64 has no usr/bin/busybox"
+}
+
 # ---------------------------------------------------------------- initramfs
 sq() { # single-quote for the guest shell
 	local s=${1//\'/\'\\\'\'}
@@ -342,7 +383,8 @@ build_initramfs() {
 	local out=$1 root=$2 spec=$3 m a e k v applet
 	rm -rf "$root"
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,dev,proc,sys,tmp,run,root,mnt,connwatch}
-	cp /bin/busybox "$root/bin/busybox"
+	cp "$GUEST_BUSYBOX" "$root/bin/busybox"
+	# The host's busybox lists the applets (an arm64 one cannot run here).
 	for applet in $(/bin/busybox --list); do
 		[[ $applet == busybox ]] || ln -sf busybox "$root/bin/$applet"
 	done
@@ -435,8 +477,15 @@ EOF
 
 # ---------------------------------------------------------------- boot
 run_one() {
-	local spec=$1 work initrd logf start end secs qrc code
+	local spec=$1 work initrd logf start end secs qrc code lock
+	# Rows of matrix.sh --jobs resolve (apt update, download, extract) one
+	# at a time: the cache and apt's lists are shared.
+	exec {lock}>"$CACHE/.resolve.lock"
+	flock "$lock"
 	resolve_kernel "$spec"
+	guest_busybox
+	flock -u "$lock"
+	exec {lock}>&-
 	work=$(mktemp -d "${TMPDIR:-/tmp}/connwatch-vm.XXXXXX")
 	WORK_DIRS+=("$work")
 	initrd=$work/initrd.cpio
@@ -447,14 +496,20 @@ run_one() {
 		mkdir -p "$(dirname "$logf")"
 	else
 		mkdir -p "$LOG_DIR"
-		logf=$LOG_DIR/$spec-$(date +%Y%m%d-%H%M%S)-$$.log
+		logf=$LOG_DIR/$spec-$ARCH-$(date +%Y%m%d-%H%M%S)-$$.log
 	fi
 
 	local cmdline="console=ttyS0 panic=-1 $QUIET$APPEND_EXTRA"
 	local qemu=(qemu-system-x86_64 -accel "$ACCEL" -cpu max -m "$MEM" -smp "$SMP"
 		-nographic -no-reboot -nic none
 		-kernel "$KDIR/boot/vmlinuz-$KREL" -initrd "$initrd" -append "$cmdline")
-	log "kernel $spec: $KPKG $KVER ($KREL), initramfs $(du -h "$initrd" | cut -f1), timeout ${TIMEOUT}s, log $logf"
+	if [[ $ARCH == arm64 ]]; then
+		cmdline="console=ttyAMA0 panic=-1 $QUIET$APPEND_EXTRA"
+		qemu=(qemu-system-aarch64 -machine virt -accel "$ACCEL" -cpu max -m "$MEM" -smp "$SMP"
+			-nographic -no-reboot -nic none
+			-kernel "$KDIR/boot/vmlinuz-$KREL" -initrd "$initrd" -append "$cmdline")
+	fi
+	log "kernel $spec ($ARCH): $KPKG $KVER ($KREL), initramfs $(du -h "$initrd" | cut -f1), timeout ${TIMEOUT}s, log $logf"
 	[[ ${#MOD_ORDER[@]} -eq 0 ]] || log "modules: ${MOD_ORDER[*]}"
 
 	start=$(date +%s.%N)
@@ -476,7 +531,7 @@ run_one() {
 	fi
 	log "kernel $spec: exit $code after ${secs}s ($KPKG $KVER)"
 	if [[ -n $RESULT_FILE ]]; then
-		printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$spec" "$KPKG" "$KVER" "$code" "$secs" "$logf" >>"$RESULT_FILE"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$spec" "$KPKG" "$KVER" "$code" "$secs" "$logf" "$ARCH" >>"$RESULT_FILE"
 	fi
 	RUN_CODE=$code
 }
