@@ -136,11 +136,11 @@ func TestParseValues(t *testing.T) {
 				Queue:        Queue{MemoryMiB: 8, Directory: "/var/lib/connwatch/queue", DiskMiB: 2048},
 			}
 		}},
-		{"endpoint forms", "export: {otlp: {endpoint: collector, traces_endpoint: \"[::1]:4317\", logs_endpoint: \"http://10.0.0.1\"}}\n",
+		{"endpoint forms", "export: {otlp: {endpoint: collector, traces_endpoint: \"[::1]:4317\", logs_endpoint: \"http://127.0.0.2\"}}\n",
 			func(c *Config) {
 				c.Export.OTLP.Endpoint = "collector"
 				c.Export.OTLP.TracesEndpoint = "[::1]:4317"
-				c.Export.OTLP.LogsEndpoint = "http://10.0.0.1"
+				c.Export.OTLP.LogsEndpoint = "http://127.0.0.2"
 			}},
 		{"compression none", "export: {otlp: {compression: none}}\n",
 			func(c *Config) { c.Export.OTLP.Compression = "none" }},

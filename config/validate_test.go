@@ -142,7 +142,7 @@ func TestEndpointsAsTheExporterSeesThem(t *testing.T) {
 	}{
 		{"collector", true},
 		{"collector:4317", true},
-		{"10.0.0.1:4317", true},
+		{"127.0.0.2:4317", true},
 		{"[::1]:4317", true},
 		{"[::1]", true},
 		{"http://collector:4317", true},
