@@ -127,7 +127,8 @@ enum stat_ids {
 	STAT_CONNS_TRACKED = 7,      // reported connections saved in conns until they close
 	STAT_CONNS_CLOSED = 8,       // of those, found again when they closed
 	STAT_DROPPED_MONITOR = 9,    // events of processes the monitor switch leaves out
-	STAT_MAX = 10,
+	STAT_DROPPED_FILTER = 10,    // events the configured filters leave out (filter_lists)
+	STAT_MAX = 11,
 };
 
 #define ECONNABORTED 103
@@ -179,6 +180,37 @@ volatile const bool attempts_from_tracepoint = false;
 // Set from Go before load: keep reported connections in conns and send
 // TCP_CLOSE when they close. Off only to measure what that costs.
 volatile const bool track_closes = true;
+
+// Values of the filter maps (filter_peers, filter_ports, filter_comms):
+// which lists hold an entry that matches.
+enum filter_flags {
+	FILTER_EXCLUDE = 1, // an exclude list
+	FILTER_INCLUDE = 2, // an include list
+};
+
+// Bits of filter_lists.
+enum filter_lists {
+	FILTER_EXCLUDE_PEERS = 1 << 0,
+	FILTER_EXCLUDE_PORTS = 1 << 1,
+	FILTER_EXCLUDE_COMMS = 1 << 2,
+	FILTER_INCLUDE_PEERS = 1 << 3,
+	FILTER_INCLUDE_PORTS = 1 << 4,
+	FILTER_INCLUDE_COMMS = 1 << 5,
+	FILTER_EXCLUDE_FAILURES = 1 << 6, // failures that match an exclude entry are left out too
+};
+
+#define FILTER_PEERS (FILTER_EXCLUDE_PEERS | FILTER_INCLUDE_PEERS)
+#define FILTER_PORTS (FILTER_EXCLUDE_PORTS | FILTER_INCLUDE_PORTS)
+#define FILTER_COMMS (FILTER_EXCLUDE_COMMS | FILTER_INCLUDE_COMMS)
+
+// Set from Go before load (bpf/load.go, from Options.Filters): which filter
+// lists are non-empty, and FILTER_EXCLUDE_FAILURES. 0, the default, lets
+// the verifier drop every filter lookup.
+volatile const enum filter_lists filter_lists = 0;
+
+// Never set from Go: there so that the object's BTF carries enum
+// filter_flags for bpf2go (as default_ns does for visibility_keys).
+volatile const enum filter_flags filter_flag_values = FILTER_EXCLUDE;
 
 // Set at load: send events through sys_events_rb instead of sys_events.
 volatile const bool use_ringbuf = false;
@@ -338,6 +370,45 @@ struct {
 	__array(values, struct inner_visibility);
 } visibility SEC(".maps");
 
+// Kernel-side filters (Options.Filters), filled by user space after load
+// and before the programs are attached, never changed after; read by
+// filter_drops(). Each value is the OR of enum filter_flags of the lists
+// an entry is in.
+//
+// filter_peers: peer (remote) addresses, IPv4 stored v4-mapped
+// (::ffff:a.b.c.d, prefix length + 96). The longest matching prefix is
+// the one found, so user space gives each prefix the flags of every
+// prefix that contains it too.
+struct filter_peer_key {
+	u32 prefixlen;
+	u8 addr[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct filter_peer_key);
+	__type(value, u8);
+} filter_peers SEC(".maps");
+
+// filter_ports: the connection's server port, host order.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, u16);
+	__type(value, u8);
+} filter_ports SEC(".maps");
+
+// filter_comms: the task's comm, NUL-padded as bpf_get_current_comm()
+// leaves it.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[TASK_COMM_LEN]);
+	__type(value, u8);
+} filter_comms SEC(".maps");
+
 // An attempt whose outcome is not known yet.
 struct conn_start {
 	sys_context_t ctx; // the connecting task's, ts = attempt time
@@ -376,9 +447,10 @@ struct conn_live {
 // Connections reported established (client) or accepted (server), keyed by
 // struct sock: inserted by those events, deleted when the socket reaches
 // TCP_CLOSE, which sends TCP_CLOSE. Listening sockets, failed attempts and
-// connections visibility hid never enter. LRU, so connections left open
-// cannot fill it; its size is set from Go (Options.MaxConnections) and user
-// space counts what it forgot (tracked - closed - still present).
+// connections visibility or the filters hid never enter. LRU, so
+// connections left open cannot fill it; its size is set from Go
+// (Options.MaxConnections) and user space counts what it forgot (tracked -
+// closed - still present).
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -503,6 +575,65 @@ static __always_inline bool drop_syscall(sys_context_t *context, u32 scope)
 
 	u32 *ignore = bpf_map_lookup_elem(inner, &scope);
 	return ignore && *ignore == 1;
+}
+
+// ===== filters =====
+
+// filter_drops reports whether the configured filters (filter_lists and
+// the filter maps) leave out an event about sk in context. The peer is
+// the remote end; the server port is the remote port of a connecting end
+// and the local port of an accepted one (server). A match in an exclude
+// list leaves an event out; a non-empty include list leaves out what it
+// does not match. A failure (retval < 0) is left out only by an exclude
+// match, and only with FILTER_EXCLUDE_FAILURES: include lists never hide
+// one. The lookups read what the event reports: skc_daddr/skc_v6_daddr,
+// skc_dport, inet_sport (see fill_sockaddrs) and the context's comm.
+static __always_inline bool filter_drops(struct sock *sk, sys_context_t *context, bool server, bool btf)
+{
+	if (!filter_lists)
+		return false;
+	bool failure = context->retval < 0;
+	if (failure && !(filter_lists & FILTER_EXCLUDE_FAILURES))
+		return false;
+
+	u8 peer = 0, port = 0, comm = 0;
+	u8 *v;
+	if (filter_lists & FILTER_PEERS) {
+		struct filter_peer_key key = {.prefixlen = 128};
+		u16 family = READ(btf, sk, __sk_common.skc_family);
+		if (family == AF_INET) {
+			u32 *w = (u32 *)key.addr;
+			w[2] = bpf_htonl(0x0000ffff);
+			w[3] = READ(btf, sk, __sk_common.skc_daddr);
+		} else if (btf) {
+			__builtin_memcpy(key.addr, &sk->__sk_common.skc_v6_daddr, 16);
+		} else {
+			BPF_CORE_READ_INTO(&key.addr, sk, __sk_common.skc_v6_daddr);
+		}
+		v = bpf_map_lookup_elem(&filter_peers, &key);
+		if (v)
+			peer = *v;
+	}
+	if (filter_lists & FILTER_PORTS) {
+		u16 p = server ? bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport)) :
+				 bpf_ntohs(READ(btf, sk, __sk_common.skc_dport));
+		v = bpf_map_lookup_elem(&filter_ports, &p);
+		if (v)
+			port = *v;
+	}
+	if (filter_lists & FILTER_COMMS) {
+		v = bpf_map_lookup_elem(&filter_comms, context->comm);
+		if (v)
+			comm = *v;
+	}
+
+	if ((peer | port | comm) & FILTER_EXCLUDE)
+		return true;
+	if (failure)
+		return false;
+	return ((filter_lists & FILTER_INCLUDE_PEERS) && !(peer & FILTER_INCLUDE)) ||
+	       ((filter_lists & FILTER_INCLUDE_PORTS) && !(port & FILTER_INCLUDE)) ||
+	       ((filter_lists & FILTER_INCLUDE_COMMS) && !(comm & FILTER_INCLUDE));
 }
 
 // ===== staging buffers =====
@@ -749,8 +880,9 @@ static __always_inline u32 server_isn(struct sock *sk, bool btf)
 // initial sequence number (which user space derives the connection's trace
 // IDs from). A close event (info set) carries the addresses, the
 // established timestamp and info instead. Only successful events are
-// subject to visibility: failures always reach user space. It returns
-// whether the event passed those filters (and so was sent, or counted in
+// subject to visibility: failures always reach user space, unless the
+// configured filters exclude them (filter_drops). It returns whether the
+// event passed visibility and the filters (and so was sent, or counted in
 // STAT_PERF_ERRORS).
 static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *sk, sys_context_t *context,
 					      u32 id_v4, u32 id_v6, u64 start_ts, bool with_isn, u32 isn,
@@ -764,6 +896,13 @@ static __always_inline bool submit_sock_event(void *ctx, u32 buf, struct sock *s
 	// connection was reported (an entry in conns says it was).
 	if (!info && context->retval >= 0 && drop_syscall(context, _NETWORK_PROBE)) {
 		count(STAT_DROPPED_VISIBILITY);
+		return false;
+	}
+	// So do the filters. A combined attempt and result (tracepoint mode)
+	// is only built when its attempt passed them (set_state), and then
+	// its result passes too, whatever its outcome.
+	if (!info && id_v4 != _TCP_CONNECT_AND_RESULT && filter_drops(sk, context, id_v4 == _TCP_ACCEPT, btf)) {
+		count(STAT_DROPPED_FILTER);
 		return false;
 	}
 
@@ -839,7 +978,9 @@ static __always_inline void save_attempt(struct sock *sk, bool btf)
 }
 
 // connect_returned sends the attempt event once tcp_connect() has returned
-// `ret` (fexit/kretprobe), with the context saved at its entry.
+// `ret` (fexit/kretprobe), with the context saved at its entry, and the
+// client's ISN: tcp_connect_init() set snd_una to the ISN and bytes_acked
+// is still 0, so client_isn() reads it already.
 static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 {
 	u64 key = (u64)sk;
@@ -854,7 +995,8 @@ static __always_inline int connect_returned(void *ctx, struct sock *sk, int ret)
 	sys_context_t context;
 	__builtin_memcpy(&context, &start->ctx, sizeof(context));
 	context.retval = ret;
-	submit_sock_event(ctx, DATA_BUF_TYPE, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, false, 0, NULL, false);
+	submit_sock_event(ctx, DATA_BUF_TYPE, sk, &context, _TCP_CONNECT, _TCP_CONNECT_v6, 0, true, client_isn(sk, false),
+			  NULL, false);
 	return 0;
 }
 
@@ -1030,13 +1172,16 @@ static __always_inline int set_state(void *ctx, struct sock *sk, int oldstate, i
 	if (attempts_from_tracepoint) {
 		// The attempt goes out with its result, as one sample that user
 		// space splits in two (event.SplitAttempt): a perf write saved
-		// per connection. If visibility hides the attempt, the result
-		// goes alone (and only if it is a failure).
+		// per connection. If visibility or the filters hide the
+		// attempt, the result goes alone (and only if it is a failure
+		// they let through).
 		context.retval = 0;
 		if (skip_context(&context)) {
 			count(STAT_DROPPED_MONITOR);
 		} else if (drop_syscall(&context, _NETWORK_PROBE)) {
 			count(STAT_DROPPED_VISIBILITY);
+		} else if (filter_drops(sk, &context, false, btf)) {
+			count(STAT_DROPPED_FILTER);
 		} else {
 			id_v4 = _TCP_CONNECT_AND_RESULT;
 			id_v6 = _TCP_CONNECT_AND_RESULT_v6;

@@ -47,6 +47,31 @@ const (
 	connwatchEventIdsTCP_CLOSE_v6              connwatchEventIds = 422
 )
 
+type connwatchFilterFlags uint32
+
+const (
+	connwatchFilterFlagsFILTER_EXCLUDE connwatchFilterFlags = 1
+	connwatchFilterFlagsFILTER_INCLUDE connwatchFilterFlags = 2
+)
+
+type connwatchFilterLists uint32
+
+const (
+	connwatchFilterListsFILTER_EXCLUDE_PEERS    connwatchFilterLists = 1
+	connwatchFilterListsFILTER_EXCLUDE_PORTS    connwatchFilterLists = 2
+	connwatchFilterListsFILTER_EXCLUDE_COMMS    connwatchFilterLists = 4
+	connwatchFilterListsFILTER_INCLUDE_PEERS    connwatchFilterLists = 8
+	connwatchFilterListsFILTER_INCLUDE_PORTS    connwatchFilterLists = 16
+	connwatchFilterListsFILTER_INCLUDE_COMMS    connwatchFilterLists = 32
+	connwatchFilterListsFILTER_EXCLUDE_FAILURES connwatchFilterLists = 64
+)
+
+type connwatchFilterPeerKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type connwatchMonitorModes uint32
 
 const (
@@ -83,7 +108,8 @@ const (
 	connwatchStatIdsSTAT_CONNS_TRACKED      connwatchStatIds = 7
 	connwatchStatIdsSTAT_CONNS_CLOSED       connwatchStatIds = 8
 	connwatchStatIdsSTAT_DROPPED_MONITOR    connwatchStatIds = 9
-	connwatchStatIdsSTAT_MAX                connwatchStatIds = 10
+	connwatchStatIdsSTAT_DROPPED_FILTER     connwatchStatIds = 10
+	connwatchStatIdsSTAT_MAX                connwatchStatIds = 11
 )
 
 type connwatchSysContextT struct {
@@ -117,6 +143,9 @@ const (
 	connwatchMapConnAttempts            = "conn_attempts"
 	connwatchMapConnectArgs             = "connect_args"
 	connwatchMapConns                   = "conns"
+	connwatchMapFilterComms             = "filter_comms"
+	connwatchMapFilterPeers             = "filter_peers"
+	connwatchMapFilterPorts             = "filter_ports"
 	connwatchMapRbWrites                = "rb_writes"
 	connwatchMapStats                   = "stats"
 	connwatchMapSysEvents               = "sys_events"
@@ -137,6 +166,8 @@ const (
 	connwatchVarAgentTgid               = "agent_tgid"
 	connwatchVarAttemptsFromTracepoint  = "attempts_from_tracepoint"
 	connwatchVarDefaultNs               = "default_ns"
+	connwatchVarFilterFlagValues        = "filter_flag_values"
+	connwatchVarFilterLists             = "filter_lists"
 	connwatchVarMonitorMode             = "monitor_mode"
 	connwatchVarRingbufWakeupBytes      = "ringbuf_wakeup_bytes"
 	connwatchVarTrackCloses             = "track_closes"
@@ -208,6 +239,9 @@ type connwatchMapSpecs struct {
 	ConnAttempts *ebpf.MapSpec `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.MapSpec `ebpf:"connect_args"`
 	Conns        *ebpf.MapSpec `ebpf:"conns"`
+	FilterComms  *ebpf.MapSpec `ebpf:"filter_comms"`
+	FilterPeers  *ebpf.MapSpec `ebpf:"filter_peers"`
+	FilterPorts  *ebpf.MapSpec `ebpf:"filter_ports"`
 	RbWrites     *ebpf.MapSpec `ebpf:"rb_writes"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 	SysEvents    *ebpf.MapSpec `ebpf:"sys_events"`
@@ -222,6 +256,8 @@ type connwatchVariableSpecs struct {
 	AgentTgid              *ebpf.VariableSpec `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.VariableSpec `ebpf:"attempts_from_tracepoint"`
 	DefaultNs              *ebpf.VariableSpec `ebpf:"default_ns"`
+	FilterFlagValues       *ebpf.VariableSpec `ebpf:"filter_flag_values"`
+	FilterLists            *ebpf.VariableSpec `ebpf:"filter_lists"`
 	MonitorMode            *ebpf.VariableSpec `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.VariableSpec `ebpf:"ringbuf_wakeup_bytes"`
 	TrackCloses            *ebpf.VariableSpec `ebpf:"track_closes"`
@@ -253,6 +289,9 @@ type connwatchMaps struct {
 	ConnAttempts *ebpf.Map `ebpf:"conn_attempts"`
 	ConnectArgs  *ebpf.Map `ebpf:"connect_args"`
 	Conns        *ebpf.Map `ebpf:"conns"`
+	FilterComms  *ebpf.Map `ebpf:"filter_comms"`
+	FilterPeers  *ebpf.Map `ebpf:"filter_peers"`
+	FilterPorts  *ebpf.Map `ebpf:"filter_ports"`
 	RbWrites     *ebpf.Map `ebpf:"rb_writes"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 	SysEvents    *ebpf.Map `ebpf:"sys_events"`
@@ -267,6 +306,9 @@ func (m *connwatchMaps) Close() error {
 		m.ConnAttempts,
 		m.ConnectArgs,
 		m.Conns,
+		m.FilterComms,
+		m.FilterPeers,
+		m.FilterPorts,
 		m.RbWrites,
 		m.Stats,
 		m.SysEvents,
@@ -282,6 +324,8 @@ type connwatchVariables struct {
 	AgentTgid              *ebpf.Variable `ebpf:"agent_tgid"`
 	AttemptsFromTracepoint *ebpf.Variable `ebpf:"attempts_from_tracepoint"`
 	DefaultNs              *ebpf.Variable `ebpf:"default_ns"`
+	FilterFlagValues       *ebpf.Variable `ebpf:"filter_flag_values"`
+	FilterLists            *ebpf.Variable `ebpf:"filter_lists"`
 	MonitorMode            *ebpf.Variable `ebpf:"monitor_mode"`
 	RingbufWakeupBytes     *ebpf.Variable `ebpf:"ringbuf_wakeup_bytes"`
 	TrackCloses            *ebpf.Variable `ebpf:"track_closes"`

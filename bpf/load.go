@@ -57,6 +57,7 @@ func configure(s *connwatchSpecs, m Mode, opts Options) error {
 		{s.TrackCloses, !opts.NoCloses},
 		{s.UseRingbuf, ring},
 		{s.RingbufWakeupBytes, uint64(opts.RingBuffer / 4)},
+		{s.FilterLists, opts.Filters.lists()},
 	} {
 		if err := v.spec.Set(v.value); err != nil {
 			return fmt.Errorf("setting %s: %w", v.spec.Name, err)
@@ -153,6 +154,10 @@ func loadAttachSet(m Mode, atts []attachment, btf bool, opts Options) (*loaded, 
 	if err := configure(s, m, opts); err != nil {
 		return nil, err
 	}
+	filters, err := opts.Filters.entries()
+	if err != nil {
+		return nil, err
+	}
 	if btf {
 		atts = withBTFTwins(atts, &s.connwatchProgramSpecs)
 	}
@@ -176,6 +181,11 @@ func loadAttachSet(m Mode, atts []attachment, btf bool, opts Options) (*loaded, 
 	defer coll.Close() // whatever Assign and the program moves below did not take
 	if err := coll.Assign(&l.maps); err != nil {
 		return nil, fmt.Errorf("binding %s maps: %w", m, err)
+	}
+	// Before any program is attached: no event passes unfiltered.
+	if err := filters.fill(&l.maps); err != nil {
+		l.maps.Close()
+		return nil, err
 	}
 	for _, a := range atts {
 		name := a.prog(&s.connwatchProgramSpecs).Name

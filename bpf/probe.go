@@ -3,8 +3,8 @@
 // The probe's parts, by concern: probe.go opens and closes it (Options,
 // Open, the accessors), load.go loads the object through its generated
 // bindings, attach.go says where each mode's programs attach, reader.go
-// reads the events, stats.go the kernel's counters and visibility.go
-// fills the visibility map.
+// reads the events, stats.go the kernel's counters, visibility.go
+// fills the visibility map and filters.go the filter maps.
 
 package bpf
 
@@ -61,6 +61,9 @@ type Options struct {
 	// NoCloses leaves connections untracked, so no close event is sent:
 	// for measuring what close tracking costs.
 	NoCloses bool
+	// Filters leave connections out in the kernel (counted as
+	// KernelStats.DroppedFilter); none by default.
+	Filters Filters
 }
 
 // withDefaults fills the zero fields of opts and resolves TransportAuto.

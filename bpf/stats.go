@@ -18,6 +18,7 @@ type KernelStats struct {
 	DroppedVisibility uint64 // events the visibility map dropped in the kernel
 	DroppedMonitor    uint64 // events of processes the monitor switch leaves out (Options.Monitor)
 	DroppedAgent      uint64 // events of the agent's own connections left out (Options.AgentTGID)
+	DroppedFilter     uint64 // events the configured filters left out in the kernel (Options.Filters)
 	ConnsTracked      uint64 // reported connections saved until they close
 	ConnsClosed       uint64 // of those, found again when they closed (a close event each, unless visibility hid it)
 	// ConnsOpen is how many tracked connections the conns map holds now,
@@ -51,6 +52,8 @@ func (ks *KernelStats) counter(id connwatchStatIds) *uint64 {
 		return &ks.ConnsClosed
 	case connwatchStatIdsSTAT_DROPPED_MONITOR:
 		return &ks.DroppedMonitor
+	case connwatchStatIdsSTAT_DROPPED_FILTER:
+		return &ks.DroppedFilter
 	}
 	return nil
 }

@@ -338,3 +338,22 @@ func TestCloseHow(t *testing.T) {
 		t.Errorf("an accept has a CloseHow")
 	}
 }
+
+// In kprobe and fentry modes tcp_connect's probe sends the attempt with
+// the client's ISN (STR, SOCKADDR, SOCKADDR, TCP_ISN_T): one event that
+// carries it, so that it can be sampled on its connection's trace ID.
+func TestDecodeAttemptWithISN(t *testing.T) {
+	remote := netip.MustParseAddrPort("10.1.2.3:443")
+	local := netip.MustParseAddrPort("192.168.0.7:51000")
+	b := newSample(TCPConnect).Str("TCP").Sockaddr(remote).Sockaddr(local).ISN(0x8badf00d).Bytes()
+	var d Decoder
+	var evs [2]Event
+	n, err := d.DecodeSample(b, &evs)
+	if err != nil || n != 1 {
+		t.Fatalf("DecodeSample: %d events, %v", n, err)
+	}
+	ev := evs[0]
+	if !ev.IsConnect() || !ev.HasISN || ev.ISN != 0x8badf00d || ev.ArgNum != 4 || ev.Remote != remote || ev.Local != local || ev.Protocol != "TCP" {
+		t.Errorf("decoded %+v", ev)
+	}
+}

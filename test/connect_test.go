@@ -83,6 +83,18 @@ func testConnectHost(t *testing.T, o bpf.Options) {
 				Comm: commOf(t), Protocol: tt.protocol,
 				Remote: remote, Local: local, RemoteFamily: family(remote),
 			}
+			if w.probe.Mode() != bpf.ModeTracepoint {
+				// Sent at tcp_connect's return, the attempt carries the
+				// connection's initial sequence number, the one its
+				// result carries.
+				want.ArgNum, want.HasISN, want.ISN = 4, true, ev.ISN
+				res := w.waitEvent(t, eventTimeout, "the result of our connect", func(r *event.Event) bool {
+					return r.IsResult() && r.Remote == remote && r.Local == local
+				})
+				if !res.HasISN || res.ISN != ev.ISN {
+					t.Errorf("attempt ISN %#x, result ISN %#x (has %v)", ev.ISN, res.ISN, res.HasISN)
+				}
+			}
 			if ev != want {
 				t.Errorf("event\n got  %+v\n want %+v", ev, want)
 			}

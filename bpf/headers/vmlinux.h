@@ -44,6 +44,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_PERF_EVENT_ARRAY = 4,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_LRU_HASH = 9,
+	BPF_MAP_TYPE_LPM_TRIE = 11,
 	BPF_MAP_TYPE_HASH_OF_MAPS = 13,
 	BPF_MAP_TYPE_RINGBUF = 27,
 };
@@ -55,6 +56,11 @@ enum {
 };
 
 #define BPF_F_CURRENT_CPU 0xffffffffULL
+
+/* map_flags: BPF_MAP_TYPE_LPM_TRIE requires BPF_F_NO_PREALLOC */
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
 
 /* BPF ring buffer: bpf_ringbuf_output() flags, bpf_ringbuf_query() queries */
 enum {
