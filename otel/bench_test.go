@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/metrics"
 )
 
 // newBenchExporter returns an Exporter whose transports discard.
@@ -54,6 +55,32 @@ func BenchmarkEmit(b *testing.B) {
 			i++
 		}
 	})
+
+	// The same with the connection metrics, and with them and sampling
+	// at 1 % (what export.sampling.ratio: 0.01 costs and saves).
+	for _, c := range []struct {
+		name  string
+		ratio float64
+	}{{"connection-metrics", 1}, {"connection-metrics-sampled-0.01", 0.01}} {
+		b.Run(c.name, func(b *testing.B) {
+			conns := make([][3]*event.Event, 64)
+			for i := range conns {
+				conns[i] = connection(i)
+			}
+			o := testOptions()
+			o.Metrics = metrics.New(metrics.Options{})
+			o.Sampled, o.SampleRatio = c.ratio < 1, c.ratio
+			e := newBenchExporter(b, o)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				for _, ev := range conns[i&63] {
+					e.Emit(ev)
+				}
+				i++
+			}
+		})
+	}
 
 	cases := []struct {
 		name string

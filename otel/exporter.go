@@ -19,6 +19,7 @@ import (
 
 	"github.com/connwatch/connwatch/event"
 	"github.com/connwatch/connwatch/internal/lru"
+	"github.com/connwatch/connwatch/metrics"
 	"github.com/connwatch/connwatch/pipeline"
 )
 
@@ -79,6 +80,10 @@ type Exporter struct {
 	wantPB    bool // a signal goes over OTLP: keep resources encoded
 	wantJS    bool // a signal goes to stdout: keep resources as JSON
 
+	store   *metrics.Store // nil: no metrics
+	metExp  *metricsExport // nil: metrics are not sent over OTLP
+	sampler                // export.sampling
+
 	closed       atomic.Bool
 	stopFlusher  chan struct{}
 	flusherDone  chan struct{}
@@ -119,14 +124,31 @@ func New(ctx context.Context, opts Options) (*Exporter, error) {
 			}
 		}
 	}
-	e, err := newExporter(opts, tt, lt)
-	if err != nil {
+	closeAll := func() {
 		for _, t := range []transport{tt, lt} {
 			if t != nil {
 				_ = t.shutdown(ctx)
 			}
 		}
+	}
+	var me *metricsExport
+	if opts.Metrics != nil && opts.SendMetrics && opts.metricsTarget().otlp() {
+		if me, err = newMetricsExport(ctx, &opts, cmp.Or(opts.Logger, discardLogger)); err != nil {
+			closeAll()
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+	}
+	e, err := newExporter(opts, tt, lt)
+	if err != nil {
+		closeAll()
+		if me != nil {
+			_ = me.client.shutdown(ctx)
+		}
 		return nil, err
+	}
+	if me != nil {
+		e.metExp = me
+		go me.run()
 	}
 	return e, nil
 }
@@ -152,9 +174,13 @@ func newExporter(opts Options, tt, lt transport) (*Exporter, error) {
 		ids:             newConnIDs([]byte(cmp.Or(opts.TraceKey, DefaultTraceKey))),
 		stopFlusher:     make(chan struct{}),
 		flusherDone:     make(chan struct{}),
+		store:           opts.Metrics,
 	}
 	if e.log == nil {
-		e.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		e.log = discardLogger
+	}
+	if opts.Sampled && opts.SampleRatio < 1 {
+		e.sampling, e.bound = true, ratioBound(opts.SampleRatio)
 	}
 	batch := orDefault(opts.MaxExportBatchSize, DefaultMaxExportBatchSize)
 	stdout := func() *lineOut {
@@ -280,8 +306,10 @@ func (e *Exporter) closeBatches() {
 
 // Emit maps ev to telemetry: a log record for every connect attempt,
 // accept and connect result, a CLIENT span for every connect result and a
-// SERVER span for every accept (see the package documentation). Other
-// events are counted as ignored. ev is not retained.
+// SERVER span for every accept (see the package documentation), each
+// subject to sampling (see Options.Sampled); every result, accept and
+// close is counted in Options.Metrics first. Other events are counted as
+// ignored. ev is not retained.
 func (e *Exporter) Emit(ev *event.Event) {
 	e.events.Add(1)
 	if ev == nil || !mapped(ev) {
@@ -299,7 +327,7 @@ func (e *Exporter) Emit(ev *event.Event) {
 	if e.traces != nil {
 		spec, wantSpan = spanOf(ev)
 	}
-	if !wantSpan && e.logs == nil {
+	if !wantSpan && e.logs == nil && e.store == nil {
 		return
 	}
 	e.mu.Lock()
@@ -310,37 +338,57 @@ func (e *Exporter) Emit(ev *event.Event) {
 		return
 	}
 	w := e.workload(ev)
-	var tid [traceIDLen]byte
-	var sid [spanIDLen]byte
+	if e.store != nil {
+		e.store.Record(w.metrics, ev)
+	}
+	if !wantSpan && e.logs == nil {
+		return
+	}
+	var ids recordIDs
 	// A span's IDs, and those its log record and its connection's close
 	// record carry, are derived from the connection (connIDs); random
 	// where the event does not name it.
-	withIDs := false
 	if wantSpan || ev.IsClose() {
-		withIDs = e.ids.ofEvent(ev, &tid, &sid, &spec)
-		if !withIDs && wantSpan {
-			e.newIDs(&tid, &sid)
-			withIDs = true
+		ids.with = e.ids.ofEvent(ev, &ids.tid, &ids.sid, &spec)
+		if !ids.with && wantSpan {
+			e.newIDs(&ids.tid, &ids.sid)
+			ids.with = true
 		}
 	}
+	if e.sampling && !e.sample(ev, wantSpan, &ids) {
+		return
+	}
+	e.emitRecords(ev, w, &spec, wantSpan, &ids)
+}
+
+// recordIDs are the trace context of an event's records.
+type recordIDs struct {
+	tid  [traceIDLen]byte
+	sid  [spanIDLen]byte
+	with bool // the records carry tid and sid
+}
+
+// emitRecords appends ev's log record and, with wantSpan, its span to
+// their batches or writes them as JSON lines. e.mu is held.
+func (e *Exporter) emitRecords(ev *event.Event, w *workload, spec *spanSpec, wantSpan bool, ids *recordIDs) {
 	if e.logs != nil {
 		observed := e.now()
 		if s := e.logs; s.stdout != nil {
-			s.stdout.buf = e.jenc.appendLogLine(s.stdout.buf, ev, w.resJSON, observed, withIDs, tid, sid)
+			s.stdout.buf = e.jenc.appendLogLine(s.stdout.buf, ev, w.resJSON, observed, ids.with, ids.tid, ids.sid)
 			s.wrote(e)
 		} else {
 			off := len(s.arena)
-			s.arena = e.enc.appendLog(s.arena, ev, unixNano(observed), withIDs, tid, sid)
+			s.arena = e.enc.appendLog(s.arena, ev, unixNano(observed), ids.with, ids.tid, ids.sid)
 			s.added(w, off)
 		}
 	}
 	if wantSpan {
 		if s := e.traces; s.stdout != nil {
-			s.stdout.buf = e.jenc.appendSpanLine(s.stdout.buf, ev, &spec, w.resJSON, tid, sid)
+			s.stdout.buf = e.jenc.appendSpanLine(s.stdout.buf, ev, spec, w.resJSON, ids.tid, ids.sid)
 			s.wrote(e)
 		} else {
 			off := len(s.arena)
-			s.arena = e.enc.appendSpan(s.arena, ev, &spec, tid, sid)
+			s.arena = e.enc.appendSpan(s.arena, ev, spec, ids.tid, ids.sid)
 			s.added(w, off)
 		}
 	}
@@ -362,6 +410,7 @@ func (e *Exporter) newIDs(tid *[traceIDLen]byte, sid *[spanIDLen]byte) {
 // sent (or has failed) and the JSON lines are written, or ctx ends.
 func (e *Exporter) Flush(ctx context.Context) error {
 	e.mu.Lock()
+	e.releaseHeld()
 	e.closeBatches()
 	var err error
 	if e.stdout != nil {
@@ -399,6 +448,7 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		close(e.stopFlusher)
 		<-e.flusherDone
 		e.mu.Lock()
+		e.releaseHeld()
 		e.closeBatches()
 		var errs []error
 		if e.stdout != nil && e.stdout.err != nil {
@@ -407,6 +457,8 @@ func (e *Exporter) Shutdown(ctx context.Context) error {
 		e.mu.Unlock()
 
 		var wg sync.WaitGroup
+		// The last metrics go out alongside the last records.
+		wg.Go(func() { e.stopMetrics(ctx) })
 		sigErrs := make([]error, 2)
 		for _, s := range e.signals() {
 			if s.snd == nil {
@@ -444,3 +496,5 @@ func (e *Exporter) exportDone(err error) {
 }
 
 var _ pipeline.Sink = (*Exporter)(nil)
+
+var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))

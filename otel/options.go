@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/connwatch/connwatch/metrics"
 )
 
 // Defaults applied to zero Options fields.
@@ -74,6 +76,25 @@ type Options struct {
 	// Traces and Logs enable the two signals.
 	Traces bool
 	Logs   bool
+
+	// Metrics, when set, counts every connect result, accept and close
+	// (before sampling) under the event's workload. They are sent over
+	// OTLP (otlpmetricgrpc) to MetricsEndpoint, else Endpoint, every
+	// MetricsInterval (default metrics.DefaultInterval), with the other
+	// settings of the signals, when SendMetrics is set; otherwise, or with
+	// neither endpoint, they are only aggregated (for a Prometheus scrape
+	// of the Store).
+	Metrics         *metrics.Store
+	SendMetrics     bool // send Metrics over OTLP when an endpoint applies
+	MetricsEndpoint string
+	MetricsInterval time.Duration
+
+	// Sampled applies SampleRatio (0 to 1) to the log records and spans
+	// of successful connections: a connection is kept when its trace ID
+	// falls in the ratio, so both of its ends decide alike. Failed
+	// connections are always kept. Without Sampled everything is kept.
+	Sampled     bool
+	SampleRatio float64
 
 	// TraceKey keys the hash that derives each connection's trace and
 	// span IDs (see connIDs); empty means DefaultTraceKey. Agents whose

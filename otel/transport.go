@@ -31,7 +31,7 @@ type grpcClient struct {
 
 // newGRPCClient makes the connection of a signal that goes over OTLP
 // (t.otlp()). gRPC connects lazily and reconnects on its own.
-func newGRPCClient(o *Options, t signalTarget) (*grpcClient, error) {
+func newGRPCClient(o *Options, t signalTarget, extra ...grpc.DialOption) (*grpcClient, error) {
 	s, err := o.exporterSettings(t)
 	if err != nil {
 		return nil, err
@@ -40,7 +40,8 @@ func newGRPCClient(o *Options, t signalTarget) (*grpcClient, error) {
 	if !s.endpoint.Insecure {
 		creds = credentials.NewTLS(s.tls)
 	}
-	conn, err := grpc.NewClient(s.endpoint.HostPort, append(dialOptions(), grpc.WithTransportCredentials(creds))...)
+	opts := append(dialOptions(), grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(s.endpoint.HostPort, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating the OTLP client: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/connwatch/connwatch/event"
 	"github.com/connwatch/connwatch/internal/lru"
+	"github.com/connwatch/connwatch/metrics"
 )
 
 // workloads is the Exporter's cache of encoded resources: the
@@ -18,8 +19,9 @@ type workloads = lru.Cache[resourceKey, *workload]
 type workload struct {
 	src     *event.Workload // what the resource was built from
 	res     *resource.Resource
-	resPB   []byte // encoded Resource message
-	resJSON []byte // resource as a JSON object
+	resPB   []byte            // encoded Resource message
+	resJSON []byte            // resource as a JSON object
+	metrics *metrics.Workload // its series; nil without Options.Metrics
 	pend    [2]pending
 }
 
@@ -47,7 +49,7 @@ func (e *Exporter) workload(ev *event.Event) *workload {
 		// owner name): the resource is built again and replaces it.
 		e.resourcesLive.Add(-1)
 	}
-	w := e.newWorkload(ev)
+	w := e.newWorkload(k, ev)
 	if _, _, evicted := e.workloads.Put(k, w); evicted {
 		// An evicted workload with records in an open batch stays
 		// referenced by the batch until it closes.
@@ -59,7 +61,7 @@ func (e *Exporter) workload(ev *event.Event) *workload {
 	return w
 }
 
-func (e *Exporter) newWorkload(ev *event.Event) *workload {
+func (e *Exporter) newWorkload(k resourceKey, ev *event.Event) *workload {
 	attrs := append(e.resAttr[:0], e.base...)
 	attrs = appendWorkloadAttributes(attrs, ev, e.omitArgs)
 	e.resAttr = attrs[:0]
@@ -67,6 +69,11 @@ func (e *Exporter) newWorkload(ev *event.Event) *workload {
 	// OTEL_RESOURCE_ATTRIBUTES over host. The resource sorts them.
 	res := resource.NewWithAttributes(semconv.SchemaURL, attrs...)
 	w := &workload{res: res, src: ev.Workload}
+	if e.store != nil {
+		// The series outlive the cached resource: an evicted workload
+		// that comes back finds them.
+		w.metrics = e.store.Workload(k, res)
+	}
 	if e.wantPB {
 		w.resPB = encodeResource(res.Attributes())
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,7 +42,7 @@ func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
 // cfg.ClientAuth for mutual TLS.
 func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
 
-// Receiver is an OTLP/gRPC trace and logs receiver. All methods are safe
+// Receiver is an OTLP/gRPC trace, logs and metrics receiver. All methods are safe
 // for concurrent use.
 type Receiver struct {
 	cfg  config
@@ -55,6 +56,7 @@ type Receiver struct {
 	partial   *partial // non-nil: answer with a partial success
 	traceReqs []*coltracepb.ExportTraceServiceRequest
 	logReqs   []*collogspb.ExportLogsServiceRequest
+	metReqs   []*colmetricspb.ExportMetricsServiceRequest
 	headers   []metadata.MD
 	encodings []string
 	rejected  int
@@ -98,6 +100,7 @@ func (r *Receiver) listen(addr string) error {
 	srv := grpc.NewServer(sopts...)
 	coltracepb.RegisterTraceServiceServer(srv, traceService{r: r})
 	collogspb.RegisterLogsServiceServer(srv, logsService{r: r})
+	colmetricspb.RegisterMetricsServiceServer(srv, metricsService{r: r})
 	r.mu.Lock()
 	r.srv, r.running = srv, true
 	r.addr = lis.Addr().String()
@@ -204,7 +207,7 @@ func (r *Receiver) partialSuccess() *partial {
 // Reset forgets every recorded request.
 func (r *Receiver) Reset() {
 	r.mu.Lock()
-	r.traceReqs, r.logReqs, r.headers, r.encodings, r.rejected = nil, nil, nil, nil, 0
+	r.traceReqs, r.logReqs, r.metReqs, r.headers, r.encodings, r.rejected = nil, nil, nil, nil, nil, 0
 	r.mu.Unlock()
 }
 
