@@ -46,8 +46,13 @@ type Config struct {
 	Monitor bpf.Monitor
 	// Visibility says which scopes are traced for which namespaces.
 	Visibility Visibility
+	// Filters leave out connections in the kernel by peer, server port
+	// and comm; none by default. A load-time setting of the probe.
+	Filters Filters
 	// Export configures where events go.
 	Export Export
+	// Metrics configures the per-workload connection metrics.
+	Metrics Metrics
 	// Telemetry configures the agent's own metrics and health endpoint.
 	Telemetry Telemetry
 	// Enrich configures where process metadata is read from.
@@ -120,6 +125,11 @@ type Export struct {
 	Traces bool
 	// Logs enables one log record per connection.
 	Logs bool
+	// Metrics sends the connection metrics (see [Metrics]) over OTLP when
+	// an endpoint applies to them.
+	Metrics bool
+	// Sampling thins the spans and log records of successful connections.
+	Sampling Sampling
 	// FlushTimeout bounds the flush of pending telemetry at shutdown.
 	FlushTimeout time.Duration
 	// Queue bounds what waits for the collector.
@@ -156,11 +166,13 @@ type OTLP struct {
 	Endpoint       string
 	TracesEndpoint string // overrides Endpoint for traces
 	LogsEndpoint   string // overrides Endpoint for logs
-	Insecure       bool
-	Headers        map[string]string // never nil
-	Compression    string            // "" or otel.CheckCompression's names
-	Timeout        time.Duration
-	Certificate    string
+	// MetricsEndpoint overrides Endpoint for metrics.
+	MetricsEndpoint string
+	Insecure        bool
+	Headers         map[string]string // never nil
+	Compression     string            // "" or otel.CheckCompression's names
+	Timeout         time.Duration
+	Certificate     string
 	// ClientCertificate and ClientKey are set both or neither
 	// (otel.CheckClientPair), which Validate checks once the environment
 	// may have supplied one of them.
@@ -220,9 +232,12 @@ func Default() *Config {
 			},
 			Traces:       true,
 			Logs:         true,
+			Metrics:      true,
+			Sampling:     Sampling{Ratio: 1},
 			FlushTimeout: 5 * time.Second,
 			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
 		},
+		Metrics:   defaultMetrics(),
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
 		Enrich: Enrich{
 			ProcRoot:        "/proc",

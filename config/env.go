@@ -18,6 +18,8 @@ const (
 	EnvEndpoint          = "OTEL_EXPORTER_OTLP_ENDPOINT"
 	EnvTracesEndpoint    = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 	EnvLogsEndpoint      = "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"
+	EnvMetricsEndpoint   = "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"
+	EnvMetricInterval    = "OTEL_METRIC_EXPORT_INTERVAL"
 	EnvInsecure          = "OTEL_EXPORTER_OTLP_INSECURE"
 	EnvHeaders           = "OTEL_EXPORTER_OTLP_HEADERS"
 	EnvCompression       = "OTEL_EXPORTER_OTLP_COMPRESSION"
@@ -48,15 +50,17 @@ func (e *EnvError) Error() string {
 // empty (after trimming spaces) leaves the setting alone; a set variable
 // wins over the file:
 //
-//   - OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
-//     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT set Endpoint, TracesEndpoint and
-//     LogsEndpoint (host, host:port or an http/https URL).
+//   - OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+//     OTEL_EXPORTER_OTLP_LOGS_ENDPOINT and OTEL_EXPORTER_OTLP_METRICS_ENDPOINT
+//     set Endpoint, TracesEndpoint, LogsEndpoint and MetricsEndpoint (host,
+//     host:port or an http/https URL).
 //   - OTEL_EXPORTER_OTLP_INSECURE sets Insecure (true or false, any case).
 //   - OTEL_EXPORTER_OTLP_HEADERS is a list "k=v,k2=v2" whose values are
 //     percent-decoded; each header replaces a file header of the same
 //     name (compared case-insensitively) and other file headers are kept.
 //   - OTEL_EXPORTER_OTLP_COMPRESSION is gzip or none.
 //   - OTEL_EXPORTER_OTLP_TIMEOUT is a positive number of milliseconds.
+//   - OTEL_METRIC_EXPORT_INTERVAL (milliseconds) sets metrics.interval.
 //   - OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
 //     and OTEL_EXPORTER_OTLP_CLIENT_KEY set the file paths.
 //   - CONNWATCH_TRACE_KEY sets export.trace_key (16 to 1024 bytes, taken
@@ -107,6 +111,7 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 		{EnvEndpoint, "export.otlp.endpoint", &o.Endpoint, checkEndpoint},
 		{EnvTracesEndpoint, "export.otlp.traces_endpoint", &o.TracesEndpoint, checkEndpoint},
 		{EnvLogsEndpoint, "export.otlp.logs_endpoint", &o.LogsEndpoint, checkEndpoint},
+		{EnvMetricsEndpoint, "export.otlp.metrics_endpoint", &o.MetricsEndpoint, checkEndpoint},
 		{EnvCompression, "export.otlp.compression", &o.Compression, checkCompression},
 		{EnvCertificate, "export.otlp.certificate", &o.Certificate, nil},
 		{EnvClientCertificate, "export.otlp.client_certificate", &o.ClientCertificate, nil},
@@ -150,17 +155,27 @@ func (c *Config) ApplyEnv(getenv func(string) string) error {
 			}
 		}
 	}
-	if v, ok := get(EnvTimeout, "export.otlp.timeout"); ok {
+	for _, e := range []struct {
+		name, path string
+		dst        *time.Duration
+	}{
+		{EnvTimeout, "export.otlp.timeout", &o.Timeout},
+		{EnvMetricInterval, "metrics.interval", &next.Metrics.Interval},
+	} {
+		v, ok := get(e.name, e.path)
+		if !ok {
+			continue
+		}
 		ms, err := strconv.ParseInt(v, 10, 64)
 		switch {
 		case err != nil && !errors.Is(err, strconv.ErrRange):
-			fail(EnvTimeout, "%q is not a whole number of milliseconds", v)
+			fail(e.name, "%q is not a whole number of milliseconds", v)
 		case err == nil && ms <= 0, err != nil && v[0] == '-':
-			fail(EnvTimeout, "%q must be a positive number of milliseconds", v)
+			fail(e.name, "%q must be a positive number of milliseconds", v)
 		case err != nil, ms > int64(math.MaxInt64/time.Millisecond):
-			fail(EnvTimeout, "%q milliseconds is too large", v)
+			fail(e.name, "%q milliseconds is too large", v)
 		default:
-			o.Timeout = time.Duration(ms) * time.Millisecond
+			*e.dst = time.Duration(ms) * time.Millisecond
 		}
 	}
 	if len(errs) > 0 {
@@ -179,14 +194,14 @@ const envPrefix = "OTEL_EXPORTER_OTLP_"
 // IgnoredEnv returns the per-signal variants of the settings other than
 // the endpoint (OTEL_EXPORTER_OTLP_TRACES_HEADERS,
 // OTEL_EXPORTER_OTLP_LOGS_TIMEOUT and the like) that are set in the
-// environment. ApplyEnv does not apply them: both signals are sent with
-// the one set of export.otlp settings (the variables without TRACES_ or
-// LOGS_), and only the endpoint can differ per signal.
+// environment. ApplyEnv does not apply them: every signal is sent with
+// the one set of export.otlp settings (the variables without TRACES_,
+// LOGS_ or METRICS_), and only the endpoint can differ per signal.
 func IgnoredEnv(getenv func(string) string) []string {
 	var ignored []string
 	for _, general := range []string{EnvInsecure, EnvHeaders, EnvCompression, EnvTimeout,
 		EnvCertificate, EnvClientCertificate, EnvClientKey} {
-		for _, signal := range []string{"TRACES_", "LOGS_"} {
+		for _, signal := range []string{"TRACES_", "LOGS_", "METRICS_"} {
 			name := envPrefix + signal + strings.TrimPrefix(general, envPrefix)
 			if strings.TrimSpace(getenv(name)) != "" {
 				ignored = append(ignored, name)

@@ -29,8 +29,10 @@ func TestApplyEnv(t *testing.T) {
 			map[string]string{EnvEndpoint: "env:4317", EnvTimeout: "250", EnvCompression: "none"},
 			func(o *OTLP) { o.Endpoint = "env:4317"; o.Timeout = 250 * time.Millisecond; o.Compression = "none" }},
 		{"signal endpoints are separate fields", "export: {otlp: {endpoint: file:4317}}\n",
-			map[string]string{EnvTracesEndpoint: "https://traces:4317", EnvLogsEndpoint: " logs:4317 "},
-			func(o *OTLP) { o.TracesEndpoint = "https://traces:4317"; o.LogsEndpoint = "logs:4317" }},
+			map[string]string{EnvTracesEndpoint: "https://traces:4317", EnvLogsEndpoint: " logs:4317 ", EnvMetricsEndpoint: "metrics:4317"},
+			func(o *OTLP) {
+				o.TracesEndpoint, o.LogsEndpoint, o.MetricsEndpoint = "https://traces:4317", "logs:4317", "metrics:4317"
+			}},
 		{"insecure true", "", map[string]string{EnvInsecure: "TRUE"},
 			func(o *OTLP) { o.Insecure = true }},
 		{"insecure false", "export: {otlp: {insecure: true}}\n", map[string]string{EnvInsecure: "false"},
@@ -104,6 +106,10 @@ func TestApplyEnvErrors(t *testing.T) {
 			`OTEL_EXPORTER_OTLP_HEADERS: header "A" is given twice`},
 		{"compression", "", map[string]string{EnvCompression: "zstd"},
 			`OTEL_EXPORTER_OTLP_COMPRESSION: "zstd" is not one of gzip, none`},
+		{"metric interval with unit", "", map[string]string{EnvMetricInterval: "60s"},
+			`OTEL_METRIC_EXPORT_INTERVAL: "60s" is not a whole number of milliseconds`},
+		{"metric interval zero", "", map[string]string{EnvMetricInterval: "0"},
+			`OTEL_METRIC_EXPORT_INTERVAL: "0" must be a positive number of milliseconds`},
 		{"timeout with unit", "", map[string]string{EnvTimeout: "10s"},
 			`OTEL_EXPORTER_OTLP_TIMEOUT: "10s" is not a whole number of milliseconds`},
 		{"timeout zero", "", map[string]string{EnvTimeout: "0"},
@@ -192,17 +198,39 @@ func TestApplyEnvTraceKey(t *testing.T) {
 
 func TestIgnoredEnv(t *testing.T) {
 	got := IgnoredEnv(env(map[string]string{
-		"OTEL_EXPORTER_OTLP_TRACES_HEADERS":  "a=b",
-		"OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY": "/k.pem",
-		"OTEL_EXPORTER_OTLP_LOGS_TIMEOUT":    " ",
-		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "t:4317", // applied
-		EnvHeaders:                           "a=b",    // applied
+		"OTEL_EXPORTER_OTLP_TRACES_HEADERS":      "a=b",
+		"OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY":     "/k.pem",
+		"OTEL_EXPORTER_OTLP_LOGS_TIMEOUT":        " ",
+		"OTEL_EXPORTER_OTLP_METRICS_COMPRESSION": "gzip",
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT":     "t:4317", // applied
+		"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT":    "m:4317", // applied
+		EnvHeaders:                               "a=b",    // applied
 	}))
-	want := []string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"}
+	want := []string{"OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "OTEL_EXPORTER_OTLP_LOGS_CLIENT_KEY"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("IgnoredEnv = %q, want %q", got, want)
 	}
 	if got := IgnoredEnv(env(nil)); got != nil {
 		t.Errorf("nothing set: %q", got)
+	}
+}
+
+// OTEL_METRIC_EXPORT_INTERVAL, in milliseconds, sets metrics.interval over
+// the file.
+func TestApplyEnvMetricInterval(t *testing.T) {
+	c, err := Parse("connwatch.yaml", []byte("metrics: {interval: 1m}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ApplyEnv(func(k string) string {
+		if k == EnvMetricInterval {
+			return "15000"
+		}
+		return ""
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics.Interval != 15*time.Second {
+		t.Errorf("metrics.interval = %v, want 15s from the environment", c.Metrics.Interval)
 	}
 }

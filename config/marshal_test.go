@@ -36,11 +36,22 @@ visibility:
   host: [network]
   default: [network]
   rules: []
+filters:
+  exclude:
+    peers: []
+    ports: []
+    comms: []
+    failures: false
+  include:
+    peers: []
+    ports: []
+    comms: []
 export:
   otlp:
     endpoint: ""
     traces_endpoint: ""
     logs_endpoint: ""
+    metrics_endpoint: ""
     insecure: false
     headers: {}
     compression: ""
@@ -50,12 +61,20 @@ export:
     client_key: ""
   traces: true
   logs: true
+  metrics: true
+  sampling:
+    ratio: 1.0
   flush_timeout: 5s
   queue:
     memory_mib: 64
     directory: ""
     disk_mib: 1024
   trace_key: ""
+metrics:
+  peer: address
+  max_series: 2000
+  expiry: 5m0s
+  interval: 1m0s
 telemetry:
   listen: 127.0.0.1:9464
 enrich:

@@ -40,9 +40,12 @@ func TestDefault(t *testing.T) {
 			OTLP:         OTLP{Headers: map[string]string{}, Timeout: 10 * time.Second},
 			Traces:       true,
 			Logs:         true,
+			Metrics:      true,
+			Sampling:     Sampling{Ratio: 1},
 			FlushTimeout: 5 * time.Second,
 			Queue:        Queue{MemoryMiB: 64, DiskMiB: 1024},
 		},
+		Metrics:   Metrics{Peer: "address", MaxSeries: 2000, Expiry: 5 * time.Minute, Interval: time.Minute},
 		Telemetry: Telemetry{Listen: "127.0.0.1:9464"},
 		Enrich: Enrich{ProcRoot: "/proc", Passwd: "/etc/passwd", DockerRoot: "/var/lib/docker",
 			ContainerdState: "/run/containerd", DockerSocket: "/var/run/docker.sock", CRISocket: "auto"},
@@ -105,6 +108,7 @@ func TestParseValues(t *testing.T) {
     endpoint: https://collector.example:4317
     traces_endpoint: http://traces:4317
     logs_endpoint: logs:4317
+    metrics_endpoint: metrics:4317
     insecure: true
     headers:
       authorization: "Bearer abc"
@@ -116,6 +120,8 @@ func TestParseValues(t *testing.T) {
     client_key: /etc/ssl/client.key
   traces: false
   logs: FALSE
+  metrics: false
+  sampling: {ratio: 0.25}
   flush_timeout: 250ms
   queue: {memory_mib: 8, directory: /var/lib/connwatch/queue, disk_mib: 2048}
 `, func(c *Config) {
@@ -124,6 +130,7 @@ func TestParseValues(t *testing.T) {
 					Endpoint:          "https://collector.example:4317",
 					TracesEndpoint:    "http://traces:4317",
 					LogsEndpoint:      "logs:4317",
+					MetricsEndpoint:   "metrics:4317",
 					Insecure:          true,
 					Headers:           map[string]string{"authorization": "Bearer abc", "x-tenant": "7"},
 					Compression:       "gzip",
@@ -132,6 +139,7 @@ func TestParseValues(t *testing.T) {
 					ClientCertificate: "/etc/ssl/client.pem",
 					ClientKey:         "/etc/ssl/client.key",
 				},
+				Sampling:     Sampling{Ratio: 0.25},
 				FlushTimeout: 250 * time.Millisecond,
 				Queue:        Queue{MemoryMiB: 8, Directory: "/var/lib/connwatch/queue", DiskMiB: 2048},
 			}

@@ -94,6 +94,7 @@ func (c *Config) Validate() error {
 	_, err := bpf.ParseMonitor(string(c.Monitor))
 	ps.name("monitor", err)
 	c.Visibility.validate(ps)
+	c.Filters.validate(ps)
 	c.Export.validate(ps)
 	ps.value("telemetry.listen", checkListen(c.Telemetry.Listen))
 	ps.value("enrich.proc_root", checkNonEmpty(c.Enrich.ProcRoot))

@@ -78,7 +78,8 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 		self = uint32(os.Getpid())
 	}
 	probe, err := bpf.Open(bpf.Options{Mode: mode, Monitor: cfg.Monitor, Transport: cfg.Probe.Transport,
-		WakeupEvents: wakeupEvents, AgentTGID: self, MaxConnections: uint32(cfg.Probe.MaxConnections)})
+		WakeupEvents: wakeupEvents, AgentTGID: self, MaxConnections: uint32(cfg.Probe.MaxConnections),
+		Filters: cfg.Filters.BPF()})
 	if err != nil {
 		return explainLoadError(err)
 	}
@@ -98,6 +99,9 @@ func agent(o runOptions, stdout io.Writer, log *slog.Logger) error {
 	log.Info("probes attached", "mode", probe.Mode(), "transport", probe.Transport(), "state_changes", stateProg)
 	if whyNotBTF != nil {
 		log.Debug("BTF-typed tracepoint not usable; raw tracepoint attached", "err", whyNotBTF)
+	}
+	if f := cfg.Filters.BPF(); !f.Empty() {
+		log.Info("kernel filters", "filters", f.String())
 	}
 
 	// The OpenTelemetry libraries report some errors through a global
@@ -208,7 +212,7 @@ func logExitCounters(c *counters, probe *bpf.Probe, enr *enrich.Enricher, out *o
 	}
 	if ks, err := probe.KernelStats(); err == nil {
 		args = append(args, "attempts_tracked", ks.AttemptsTracked, "results", ks.Results, "results_untracked", ks.ResultsUntracked,
-			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_by_monitor", ks.DroppedMonitor, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors,
+			"accepts", ks.Accepts, "dropped_by_visibility", ks.DroppedVisibility, "dropped_by_monitor", ks.DroppedMonitor, "dropped_by_filter", ks.DroppedFilter, "dropped_agent_own", ks.DroppedAgent, "event_write_errors", ks.PerfErrors,
 			"connections_tracked", ks.ConnsTracked, "connections_closed", ks.ConnsClosed, "connections_forgotten", ks.ConnsForgotten)
 	}
 	es := enr.Stats()

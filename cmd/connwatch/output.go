@@ -10,6 +10,7 @@ import (
 
 	"github.com/connwatch/connwatch/config"
 	"github.com/connwatch/connwatch/console"
+	"github.com/connwatch/connwatch/metrics"
 	"github.com/connwatch/connwatch/otel"
 	"github.com/connwatch/connwatch/pipeline"
 )
@@ -21,31 +22,38 @@ import (
 type output struct {
 	sink     pipeline.Sink
 	pipeline *otel.Exporter   // nil for the table, -format events and top
+	metrics  *metrics.Store   // the pipeline's connection metrics; nil without the pipeline
 	view     *console.TopView // connwatch top's view; nil otherwise
 }
 
-func otelOptions(cfg *config.Config, stdout io.Writer, log *slog.Logger) otel.Options {
+func otelOptions(cfg *config.Config, store *metrics.Store, stdout io.Writer, log *slog.Logger) otel.Options {
 	o := cfg.Export.OTLP
 	return otel.Options{
-		Endpoint:       o.Endpoint,
-		TracesEndpoint: o.TracesEndpoint,
-		LogsEndpoint:   o.LogsEndpoint,
-		Insecure:       o.Insecure,
-		Headers:        o.Headers,
-		Compression:    o.Compression,
-		Timeout:        o.Timeout,
-		CACert:         o.Certificate,
-		ClientCert:     o.ClientCertificate,
-		ClientKey:      o.ClientKey,
-		Traces:         cfg.Export.Traces,
-		Logs:           cfg.Export.Logs,
-		TraceKey:       cfg.Export.TraceKey,
-		Stdout:         stdout,
-		Getenv:         os.Getenv,
-		Logger:         log,
-		QueueBytes:     int64(cfg.Export.Queue.MemoryMiB) << 20,
-		QueueDir:       cfg.Export.Queue.Directory,
-		QueueDiskBytes: int64(cfg.Export.Queue.DiskMiB) << 20,
+		Metrics:         store,
+		SendMetrics:     cfg.Export.Metrics,
+		MetricsEndpoint: o.MetricsEndpoint,
+		MetricsInterval: cfg.Metrics.Interval,
+		Sampled:         cfg.Export.Sampling.Ratio < 1,
+		SampleRatio:     cfg.Export.Sampling.Ratio,
+		Endpoint:        o.Endpoint,
+		TracesEndpoint:  o.TracesEndpoint,
+		LogsEndpoint:    o.LogsEndpoint,
+		Insecure:        o.Insecure,
+		Headers:         o.Headers,
+		Compression:     o.Compression,
+		Timeout:         o.Timeout,
+		CACert:          o.Certificate,
+		ClientCert:      o.ClientCertificate,
+		ClientKey:       o.ClientKey,
+		Traces:          cfg.Export.Traces,
+		Logs:            cfg.Export.Logs,
+		TraceKey:        cfg.Export.TraceKey,
+		Stdout:          stdout,
+		Getenv:          os.Getenv,
+		Logger:          log,
+		QueueBytes:      int64(cfg.Export.Queue.MemoryMiB) << 20,
+		QueueDir:        cfg.Export.Queue.Directory,
+		QueueDiskBytes:  int64(cfg.Export.Queue.DiskMiB) << 20,
 	}
 }
 
@@ -69,7 +77,7 @@ func stdoutFormat(format string, stdout io.Writer) (string, int, bool) {
 
 func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *slog.Logger) (*output, error) {
 	o := cfg.Export.OTLP
-	otlp := o.Endpoint != "" || o.TracesEndpoint != "" || o.LogsEndpoint != ""
+	otlp := o.Endpoint != "" || o.TracesEndpoint != "" || o.LogsEndpoint != "" || (cfg.Export.Metrics && o.MetricsEndpoint != "")
 	format, width, color := stdoutFormat(format, stdout)
 	stdoutClosed := func(err error) {
 		log.Error("stdout closed; events are no longer printed", "err", err)
@@ -88,7 +96,8 @@ func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *s
 		t := console.NewTable(console.TableOptions{Width: width, Color: color})
 		return &output{sink: pipeline.NewLineSink(stdout, "table rows", t.Header(), t.Append, stdoutClosed)}, nil
 	}
-	p, err := otel.New(context.Background(), otelOptions(cfg, stdout, log))
+	store := metrics.New(metrics.Options{Peer: cfg.Metrics.Peer, MaxSeries: cfg.Metrics.MaxSeries, Expiry: cfg.Metrics.Expiry})
+	p, err := otel.New(context.Background(), otelOptions(cfg, store, stdout, log))
 	if err != nil {
 		return nil, fmt.Errorf("setting up OpenTelemetry export: %w", err)
 	}
@@ -101,11 +110,15 @@ func newOutput(format, mode string, cfg *config.Config, stdout io.Writer, log *s
 	if otlp {
 		// Headers may hold tokens: log where, never what.
 		log.Info("exporting OTLP", "endpoint", o.Endpoint, "traces_endpoint", o.TracesEndpoint,
-			"logs_endpoint", o.LogsEndpoint, "traces", cfg.Export.Traces, "logs", cfg.Export.Logs)
+			"logs_endpoint", o.LogsEndpoint, "metrics_endpoint", o.MetricsEndpoint,
+			"traces", cfg.Export.Traces, "logs", cfg.Export.Logs, "metrics", cfg.Export.Metrics, "metrics_interval", cfg.Metrics.Interval)
 	} else {
 		log.Info("no OTLP endpoint set: printing log records and spans as JSON lines on stdout")
 	}
-	return &output{sink: p, pipeline: p}, nil
+	if cfg.Export.Sampling.Ratio < 1 {
+		log.Info("sampling successful connections; failed ones are always exported", "ratio", cfg.Export.Sampling.Ratio)
+	}
+	return &output{sink: p, pipeline: p, metrics: store}, nil
 }
 
 // close flushes what is queued and stops the exporters, within ctx.

@@ -82,9 +82,10 @@ func control(o runOptions, cfg *config.Config, vis *visibility, probe *bpf.Probe
 			return
 		}
 		// Only visibility is applied to the running agent.
-		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || !reflect.DeepEqual(next.Export, cfg.Export) ||
-			!reflect.DeepEqual(next.Telemetry, cfg.Telemetry) || !reflect.DeepEqual(next.Enrich, cfg.Enrich) {
-			log.Warn("probe.*, monitor, export.*, telemetry.* and enrich.* take effect at the next start", "trigger", why)
+		if next.Probe != cfg.Probe || next.Monitor != cfg.Monitor || !reflect.DeepEqual(next.Filters, cfg.Filters) ||
+			!reflect.DeepEqual(next.Export, cfg.Export) ||
+			next.Metrics != cfg.Metrics || !reflect.DeepEqual(next.Telemetry, cfg.Telemetry) || !reflect.DeepEqual(next.Enrich, cfg.Enrich) {
+			log.Warn("probe.*, monitor, filters.*, export.*, metrics.*, telemetry.* and enrich.* take effect at the next start", "trigger", why)
 		}
 		if err := vis.apply(next); err != nil {
 			log.Error("applying reloaded visibility failed; keeping the running config", "err", err)
