@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,9 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/connwatch/connwatch/bpf"
 	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/metrics"
 	"github.com/connwatch/connwatch/otel"
 )
 
@@ -68,7 +71,8 @@ func (c *counters) lost(cpu int, n uint64) {
 	}
 }
 
-// telemetry serves /metrics (Prometheus text format), /healthz and /readyz.
+// telemetry serves /metrics (Prometheus, through client_golang: the
+// agent's own counters and the connection metrics), /healthz and /readyz.
 type telemetry struct {
 	c     *counters
 	probe *bpf.Probe
@@ -87,8 +91,16 @@ func startTelemetry(listen string, c *counters, probe *bpf.Probe, enr *enrich.En
 		return nil, fmt.Errorf("telemetry.listen %s: %w", listen, err)
 	}
 	t := &telemetry{c: c, probe: probe, enr: enr, out: out, ln: ln}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&selfMetrics{t: t})
+	if out.metrics != nil {
+		reg.MustRegister(metrics.NewCollector(out.metrics))
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/metrics", t.metrics)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", t.ready)
 	t.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -143,80 +155,8 @@ func (t *telemetry) ready(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, "ok: probes attached (%s mode)\n", t.c.attachedMode)
 }
 
-// promWriter collects samples and writes them in the Prometheus text
-// exposition format, each family's samples together after its HELP and
-// TYPE lines.
-type promWriter struct {
-	order    []string
-	families map[string]*family
-}
-
-type family struct {
-	typ, help string
-	lines     []string
-}
-
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
-
-func (p *promWriter) metric(name, typ, help string) *family {
-	f, ok := p.families[name]
-	if !ok {
-		f = &family{typ: typ, help: help}
-		p.families[name] = f
-		p.order = append(p.order, name)
-	}
-	return f
-}
-
-func (p *promWriter) sample(name, typ, help string, v float64, labels ...string) {
-	var b strings.Builder
-	b.WriteString(name)
-	if len(labels) > 0 {
-		b.WriteByte('{')
-		for i := 0; i+1 < len(labels); i += 2 {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(labels[i])
-			b.WriteString(`="`)
-			b.WriteString(labelEscaper.Replace(labels[i+1]))
-			b.WriteByte('"')
-		}
-		b.WriteByte('}')
-	}
-	b.WriteByte(' ')
-	b.WriteString(strconv.FormatFloat(v, 'f', -1, 64))
-	f := p.metric(name, typ, help)
-	f.lines = append(f.lines, b.String())
-}
-
-func (p *promWriter) writeTo(w *bufio.Writer) {
-	for _, name := range p.order {
-		f := p.families[name]
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", name, f.help, name, f.typ)
-		for _, l := range f.lines {
-			w.WriteString(l)
-			w.WriteByte('\n')
-		}
-	}
-}
-
-func (p *promWriter) counter(name, help string, v uint64, labels ...string) {
-	p.sample(name, "counter", help, float64(v), labels...)
-}
-
-func (p *promWriter) gauge(name, help string, v float64, labels ...string) {
-	p.sample(name, "gauge", help, v, labels...)
-}
-
-func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	p := &promWriter{families: map[string]*family{}}
-	defer func() {
-		bw := bufio.NewWriter(w)
-		p.writeTo(bw)
-		bw.Flush()
-	}()
+// collect reads the agent's own counters into p, on each scrape.
+func (t *telemetry) collect(p *emitter) {
 	c := t.c
 
 	p.gauge("connwatch_attach_mode", "The attach mode in use (value 1).", 1, "mode", c.attachedMode)
@@ -273,9 +213,21 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 		}
 		p.gauge("connwatch_export_queue_limit_bytes", "The bound of the export queue in memory, both signals together.", float64(max(st.Traces.Limit, st.Logs.Limit)))
 		p.gauge("connwatch_resources", "Workload resources kept encoded.", float64(st.ResourcesLive))
+		p.counter("connwatch_records_sampled_out_total", "Log records and spans of successful connections left out by export.sampling.ratio.", t.out.pipeline.SampledOut())
+		ms := t.out.pipeline.MetricsStats()
+		p.counter("connwatch_metric_exports_total", "Workload metric batches sent over OTLP, by result.", ms.Exports, "result", "ok")
+		p.counter("connwatch_metric_exports_total", "Workload metric batches sent over OTLP, by result.", ms.ExportErrors, "result", "error")
 		if !st.LastExportOK.IsZero() {
 			p.gauge("connwatch_last_export_success_timestamp_seconds", "When an export last succeeded.", float64(st.LastExportOK.UnixNano())/1e9)
 		}
+	}
+
+	if m := t.out.metrics; m != nil {
+		ms := m.Stats()
+		p.gauge("connwatch_metric_workloads", "Workloads with connection metric series.", float64(ms.Workloads))
+		p.gauge("connwatch_metric_series", "Connection metric series held, overflow series included.", float64(ms.Series))
+		p.counter("connwatch_metric_series_overflow_total", "Connections counted in a workload's overflow series (metrics.max_series reached).", ms.Overflowed)
+		p.counter("connwatch_metric_series_expired_total", "Connection metric series removed after metrics.expiry without an update.", ms.Expired)
 	}
 
 	es := t.enr.Stats()
@@ -308,6 +260,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 		p.gauge("connwatch_kernel_connections_open", "Tracked connections open now.", float64(ks.ConnsOpen))
 		p.counter(dropped, droppedHelp, ks.DroppedVisibility, "stage", "kernel", "reason", "visibility")
 		p.counter(dropped, droppedHelp, ks.DroppedMonitor, "stage", "kernel", "reason", "monitor")
+		p.counter(dropped, droppedHelp, ks.DroppedFilter, "stage", "kernel", "reason", "filter")
 		p.counter("connwatch_agent_own_events_total", "Events of the agent's own connections left out in the kernel (probe.include_agent: false).", ks.DroppedAgent)
 		p.counter(dropped, droppedHelp, ks.PerfErrors, "stage", "kernel", "reason", "buffer_full")
 	}
@@ -325,7 +278,7 @@ func (t *telemetry) metrics(w http.ResponseWriter, _ *http.Request) {
 				continue
 			}
 			p.counter("connwatch_bpf_run_count_total", "Runs of each BPF program (kernel.bpf_stats_enabled=1).", st.RunCount, "program", name)
-			p.sample("connwatch_bpf_run_time_seconds_total", "counter", "Time spent in each BPF program (kernel.bpf_stats_enabled=1).",
+			p.sample("connwatch_bpf_run_time_seconds_total", prometheus.CounterValue, "Time spent in each BPF program (kernel.bpf_stats_enabled=1).",
 				st.Runtime.Seconds(), "program", name)
 		}
 	}
