@@ -105,7 +105,6 @@ func scrapeNames(t *testing.T, port int) []string {
 	return out
 }
 
-
 func goldenNames(t *testing.T) []string {
 	t.Helper()
 	f, err := os.Open("testdata/metrics_names.txt")
@@ -122,4 +121,3 @@ func goldenNames(t *testing.T) []string {
 	}
 	return out
 }
-
