@@ -105,8 +105,9 @@ VM_SKIP_ARM64 ?= $(VM_SKIP)|TestOpenConnectionsBounded|TestPendingAttemptsBounde
 # ID derivation; the guests have no nft), whose kernel part, the ISN of
 # both ends, TestTwoAgentsJoinOneTrace checks in every guest. And the
 # tests against real dockerd and containerd, which the guests do not have
-# (what they check is user space: runtimes' files and APIs).
-VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames
+# (what they check is user space: runtimes' files and APIs). Sampling,
+# the connection metrics and the /metrics names are user space too.
+VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames|TestSamplingAndMetrics|TestMetricsNames
 
 .PHONY: vmtest
 vmtest: build ## run the privileged tests in QEMU on Debian 5.10, 6.1 and 6.12 (x86-64) and 6.12 (arm64) kernels in every attach mode (installs qemu, downloads kernels)

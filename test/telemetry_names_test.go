@@ -4,6 +4,7 @@ package test
 
 import (
 	"bufio"
+	_ "embed"
 	"fmt"
 	"net/http"
 	"os"
@@ -105,15 +106,16 @@ func scrapeNames(t *testing.T, port int) []string {
 	return out
 }
 
+// metricsNames is testdata/metrics_names.txt, embedded so that the test
+// binary runs anywhere (a VM).
+//
+//go:embed testdata/metrics_names.txt
+var metricsNames string
+
 func goldenNames(t *testing.T) []string {
 	t.Helper()
-	f, err := os.Open("testdata/metrics_names.txt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(metricsNames))
 	for sc.Scan() {
 		if line := strings.TrimSpace(sc.Text()); line != "" && !strings.HasPrefix(line, "#") {
 			out = append(out, line)
