@@ -105,9 +105,9 @@ func (a *agentProc) drops() dropSummary {
 	return summarizeDrops(m, err)
 }
 
-// warmUp makes one connection and waits until its client span reaches the
-// receiver: the export path is up.
-func warmUp(rcv *receiver, srv *server, alive func() error) error {
+// warmUp makes a connection (sampled: connections) until a client span
+// reaches the receiver: the export path is up.
+func warmUp(rcv *receiver, srv *server, alive func() error, sampled bool) error {
 	if err := rcv.watchPort(srv.port); err != nil {
 		return err
 	}
@@ -115,11 +115,18 @@ func warmUp(rcv *receiver, srv *server, alive func() error) error {
 	if err != nil {
 		return err
 	}
-	if err := srv.dialOnce(); err != nil {
-		return fmt.Errorf("warm-up connection: %w", err)
-	}
 	deadline := time.Now().Add(20 * time.Second)
-	for {
+	for i := 0; ; i++ {
+		// sampled: the agent samples successful connections, so one
+		// connection's span may never come; 20 more every 50 ms.
+		for n := 0; n < 20 && (i == 0 || sampled); n++ {
+			if err := srv.dialOnce(); err != nil {
+				return fmt.Errorf("warm-up connection: %w", err)
+			}
+			if i == 0 {
+				break
+			}
+		}
 		c, err := rcv.counts()
 		if err != nil {
 			return err

@@ -40,6 +40,9 @@ type options struct {
 	rawState    bool
 	only        string
 	signals     string
+	// sampledAgent: the agent under test samples successful connections
+	// (export.sampling.ratio < 1), so warming up takes more than one.
+	sampledAgent bool
 }
 
 var (
@@ -87,7 +90,7 @@ func run() int {
 	flag.IntVar(&o.wakeup, "wakeup", wakeupEvents, "WakeupEvents of the in-process probe of part 1 (the agent uses 64)")
 	flag.StringVar(&o.transport, "transport", "auto", "transport of the in-process probe of part 1: auto, perf or ringbuf (the agent uses auto)")
 	flag.BoolVar(&o.rawState, "raw-state-changes", false, "part 1: attach the raw tracepoint for state changes even where the BTF-typed one loads")
-	flag.StringVar(&o.only, "only", "", "run only `part` kernel, rate, stdout, loss or pipeline (experiments; prints the full table with the rest empty)")
+	flag.StringVar(&o.only, "only", "", "run only `part` kernel, rate, stdout, sampling, loss or pipeline (experiments; prints the full table with the rest empty)")
 	flag.StringVar(&o.signals, "signals", "both", "signals of the end-to-end user-space run: both, traces or logs (experiments)")
 	quick := flag.Bool("quick", false, "short runs (smoke test of the bench itself; figures are rough)")
 	flag.Parse()
@@ -161,6 +164,7 @@ type results struct {
 	agentLog agentLog
 	events   rateRun // the agent with -format events: no OpenTelemetry
 	stdout   rateRun // the agent without an endpoint: OTel JSON lines on stdout
+	sampling samplingResult
 	peer     rateRun
 	loss     lossRun
 	pipe     pipelineResult
@@ -194,6 +198,9 @@ func (r *results) errors() (errs []error) {
 	}
 	if r.stdout.Err != nil {
 		errs = append(errs, fmt.Errorf("connection rate with the agent (OTel JSON lines on stdout): %w", r.stdout.Err))
+	}
+	if r.sampling.Err != nil {
+		errs = append(errs, fmt.Errorf("connection rate with sampling: %w", r.sampling.Err))
 	}
 	if r.loss.Err != nil {
 		errs = append(errs, fmt.Errorf("loss run: %w", r.loss.Err))
@@ -284,6 +291,14 @@ func measureAll(o options) (*results, error) {
 		res.agent.Err, res.events.Err, res.peer.Err = errSkipped, errSkipped, errSkipped
 	} else {
 		res.agent.Err, res.events.Err, res.stdout.Err, res.peer.Err = errSkipped, errSkipped, errSkipped, errSkipped
+	}
+
+	// 2b. What OTLP costs with export.sampling.ratio 0.01.
+	if want("sampling") {
+		waitQuiet()
+		res.sampling = samplingRuns(srv, rcv, o)
+	} else {
+		res.sampling.Err = errSkipped
 	}
 
 	// 3 and 5. Loss and memory over a long run at full speed.

@@ -145,7 +145,7 @@ func agentRateRun(srv *server, rcv *receiver, out agentOutput, o options) (r rat
 	}
 	defer a.stop(10 * time.Second)
 	if rcv != nil {
-		err = warmUp(rcv, srv, a.alive)
+		err = warmUp(rcv, srv, a.alive, o.sampledAgent)
 	} else {
 		err = srv.dialOnce()
 		time.Sleep(200 * time.Millisecond)
@@ -288,7 +288,7 @@ func agentLossRun(srv *server, rcv *receiver, o options) (r lossRun) {
 		r.Err = err
 		return
 	}
-	if err := warmUp(rcv, srv, a.alive); err != nil {
+	if err := warmUp(rcv, srv, a.alive, false); err != nil {
 		r.Err = err
 		return
 	}

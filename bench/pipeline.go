@@ -14,6 +14,7 @@ import (
 
 	"github.com/connwatch/connwatch/enrich"
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/metrics"
 	"github.com/connwatch/connwatch/otel"
 	"github.com/connwatch/connwatch/pipeline"
 )
@@ -215,8 +216,11 @@ func runPipeline(rcv *receiver, o options) (pipelineResult, error) {
 		return res, err
 	}
 	ctx := context.Background()
+	// The connection metrics are counted as in the agent (they are not
+	// sent: the run is shorter than an interval).
 	exp, err := otel.New(ctx, otel.Options{Endpoint: rcv.endpoint(), Insecure: true, Traces: traces, Logs: logs,
-		QueueBytes: otel.DefaultQueueBytes, Getenv: func(string) string { return "" }})
+		QueueBytes: otel.DefaultQueueBytes, Getenv: func(string) string { return "" },
+		Metrics: metrics.New(metrics.Options{})})
 	if err != nil {
 		return res, fmt.Errorf("otel exporter: %w", err)
 	}

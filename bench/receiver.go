@@ -46,6 +46,7 @@ type counts struct {
 	Spans       uint64 `json:"spans"`        // every span received, any port
 	Logs        uint64 `json:"logs"`         // every log record received, any port
 	Requests    uint64 `json:"requests"`
+	MetricReqs  uint64 `json:"metric_requests"` // metrics export requests (any workload)
 }
 
 func (c counts) add(o counts) counts {
@@ -53,7 +54,7 @@ func (c counts) add(o counts) counts {
 		ClientSpans: c.ClientSpans + o.ClientSpans, ServerSpans: c.ServerSpans + o.ServerSpans,
 		ConnectLogs: c.ConnectLogs + o.ConnectLogs, ResultLogs: c.ResultLogs + o.ResultLogs,
 		AcceptLogs: c.AcceptLogs + o.AcceptLogs, CloseLogs: c.CloseLogs + o.CloseLogs, Spans: c.Spans + o.Spans, Logs: c.Logs + o.Logs,
-		Requests: c.Requests + o.Requests,
+		Requests: c.Requests + o.Requests, MetricReqs: c.MetricReqs + o.MetricReqs,
 	}
 }
 
@@ -62,7 +63,7 @@ func (c counts) sub(o counts) counts {
 		ClientSpans: c.ClientSpans - o.ClientSpans, ServerSpans: c.ServerSpans - o.ServerSpans,
 		ConnectLogs: c.ConnectLogs - o.ConnectLogs, ResultLogs: c.ResultLogs - o.ResultLogs,
 		AcceptLogs: c.AcceptLogs - o.AcceptLogs, CloseLogs: c.CloseLogs - o.CloseLogs, Spans: c.Spans - o.Spans, Logs: c.Logs - o.Logs,
-		Requests: c.Requests - o.Requests,
+		Requests: c.Requests - o.Requests, MetricReqs: c.MetricReqs - o.MetricReqs,
 	}
 }
 
@@ -81,6 +82,9 @@ type countingReceiver struct {
 const (
 	traceExport = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 	logsExport  = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
+	// Metrics are counted by request only: the agent sends them once an
+	// interval, per workload.
+	metricsExport = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 )
 
 // rawCodec hands request bytes to the receiver's wire scanner instead of
@@ -113,6 +117,8 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 		err = scanTraces(data, port, &c)
 	case logsExport:
 		err = scanLogs(data, port, &c)
+	case metricsExport:
+		c.MetricReqs = 1
 	default:
 		return fmt.Errorf("unknown method %s", req.method)
 	}
@@ -128,7 +134,7 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 
 func (r *countingReceiver) handle(_ any, stream grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(stream)
-	if method != traceExport && method != logsExport {
+	if method != traceExport && method != logsExport && method != metricsExport {
 		return grpcstatus.Errorf(codes.Unimplemented, "%s", method)
 	}
 	req := &rawRequest{r: r, method: method}

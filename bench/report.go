@@ -143,6 +143,7 @@ func printReport(w io.Writer, o options, r *results) {
 		}
 		tg.add("stdout OTel JSON lines at full speed to /dev/null", "not measured: "+short(errOr(s.Err, errNoMeasure), 40), stdoutTarget, "—")
 	}
+	samplingRows(t, tg, r.sampling)
 
 	// 3. Loss.
 	l := r.loss
