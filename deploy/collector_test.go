@@ -96,3 +96,23 @@ func otlpExporters(cfg obj, pipeline string) map[string]string {
 	}
 	return out
 }
+
+// checkTakesAgentSignals checks that a collector the agent sends to feeds
+// its OTLP receiver into a pipeline of each of the agent's signals
+// (traces, logs, metrics): without one, the receiver answers that signal's
+// exports with Unimplemented.
+func checkTakesAgentSignals(cfg obj) problems {
+	var p problems
+	for _, signal := range []string{"traces", "logs", "metrics"} {
+		fed := false
+		for name, pl := range mapOf(cfg, "service", "pipelines") {
+			if (name == signal || strings.HasPrefix(name, signal+"/")) && slices.Contains(strs(pl, "receivers"), "otlp") {
+				fed = true
+			}
+		}
+		if !fed {
+			p.add("no %s pipeline takes the otlp receiver: the agent's %s would be refused (Unimplemented)", signal, signal)
+		}
+	}
+	return p
+}

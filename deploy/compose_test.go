@@ -226,7 +226,7 @@ func checkCompose(f composeFiles) problems {
 	if img := str(collector, "image"); !strings.HasPrefix(img, "otel/opentelemetry-collector-contrib:") || !pinned(img) {
 		p.add("otel-collector: image %q is not a pinned opentelemetry-collector-contrib", img)
 	}
-	for _, s := range checkCollector(f.collector, "traces", "logs") {
+	for _, s := range append(checkCollector(f.collector, "traces", "logs"), checkTakesAgentSignals(f.collector)...) {
 		p.add("otel-collector.yaml: %s", s)
 	}
 	exps := otlpExporters(f.collector, "traces")

@@ -103,6 +103,7 @@ func follow(k k8sObjects, what, host string, port int) (*collectorTier, problems
 // checkGateway checks the gateway collector's configuration.
 func checkGateway(cfg obj, c obj) problems {
 	p := checkTier(cfg, c, "traces", "logs")
+	p = append(p, checkTakesAgentSignals(cfg)...)
 	if got := strs(cfg, "service", "pipelines", "traces", "exporters"); !slices.Contains(got, "loadbalancing") {
 		p.add("the traces pipeline exports to %v, not through loadbalancing: the two ends of a connection would reach different service-graph collectors", got)
 	}

@@ -59,6 +59,9 @@ func TestChecksCatchBrokenWiring(t *testing.T) {
 		}},
 		{"no UI port", "16686", func(f *composeFiles) { delete(services(*f, "jaeger"), "ports") }},
 		{"no jaeger", `no service "jaeger"`, func(f *composeFiles) { delete(mapOf(f.compose, "services"), "jaeger") }},
+		{"metrics not taken", "no metrics pipeline takes the otlp receiver", func(f *composeFiles) {
+			mapOf(f.collector, "service", "pipelines", "metrics")["receivers"] = []any{"servicegraph"}
+		}},
 	}
 	for _, tc := range composeCases {
 		t.Run("compose/"+tc.name, func(t *testing.T) {
@@ -127,6 +130,8 @@ func TestChecksCatchBrokenWiring(t *testing.T) {
 		{"gateway batch first", "memory_limiter must be the first", editConfigMap("otel-gateway-config", "config.yaml", "[memory_limiter, k8sattributes, batch]", "[batch, memory_limiter]")},
 		{"k8sattributes by IP", "associate by the resource attribute k8s.pod.uid", editConfigMap("otel-gateway-config", "config.yaml", "name: k8s.pod.uid", "name: k8s.pod.ip")},
 		{"routing by service", "want traceID", editConfigMap("otel-gateway-config", "config.yaml", "routing_key: traceID", "routing_key: service")},
+		{"gateway takes no metrics", "no metrics pipeline takes the otlp receiver",
+			editConfigMap("otel-gateway-config", "config.yaml", "metrics:\n      receivers: [otlp]", "metrics:\n      receivers: [nop]")},
 		{"gateway not routing", "not through loadbalancing", editConfigMap("otel-gateway-config", "config.yaml", "exporters: [loadbalancing]", "exporters: [debug]")},
 		{"routing to a ClusterIP", "needs it headless", editConfigMap("otel-gateway-config", "config.yaml", "otel-servicegraph-headless.connwatch", "otel-gateway.connwatch")},
 		{"routing port", "no port 4318", editConfigMap("otel-gateway-config", "config.yaml", `port: "4317"`, `port: "4318"`)},

@@ -21,7 +21,12 @@ import (
 	"testing"
 	"time"
 
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/connwatch/connwatch/otel/otlptest"
 )
 
 func e2eEnv(t *testing.T, name, def string) string {
@@ -183,7 +188,7 @@ func TestE2ECollectorAndJaeger(t *testing.T) {
 
 	id := randomContainerID(t)
 	child := startNamespacedChild(t, func(pid int) { intoContainerCgroup(t, id, pid) })
-	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + collector})
+	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://" + collector, "OTEL_METRIC_EXPORT_INTERVAL=1000"})
 	self, _ := os.Executable()
 
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })}
@@ -229,6 +234,88 @@ func TestE2ECollectorAndJaeger(t *testing.T) {
 	collectorLog(t, logs, func(event string, res, attrs map[string]any) bool {
 		return event == "connwatch.tcp.connect" && res["container.id"] == id && attrs["server.port"] == fmt.Sprint(child.Remote)
 	})
+
+	// The connection metrics through the Collector: each curl process is a
+	// workload with one established connection to the server.
+	collectorMetrics(t, filepath.Join(out, "metrics.jsonl"), func(pts []metricPoint) bool {
+		conns, hists := map[string]int64{}, map[string]uint64{}
+		for _, p := range pts {
+			if p.res["service.name"] != "curl" || p.attrs["server.port"] != portStr || p.attrs["connwatch.direction"] != "outbound" {
+				continue
+			}
+			pid := fmt.Sprint(p.res["process.pid"])
+			switch {
+			case p.name == "connwatch.tcp.connections" && p.attrs["connwatch.outcome"] == "established":
+				conns[pid] = max(conns[pid], p.value)
+			case p.name == "connwatch.tcp.connect.duration":
+				hists[pid] = max(hists[pid], p.count)
+			}
+		}
+		var n int64
+		var h uint64
+		for pid, v := range conns {
+			n += v
+			h += hists[pid]
+		}
+		return len(conns) == curls && n == curls && h == curls
+	})
+}
+
+// metricPoint is a sum's or a histogram's data point as a Collector's file
+// exporter writes it.
+type metricPoint struct {
+	name       string
+	res, attrs map[string]any
+	value      int64  // sum
+	count      uint64 // histogram
+}
+
+// collectorMetrics reads the Collector's metrics file until check, given
+// every data point so far, holds.
+func collectorMetrics(t *testing.T, path string, check func([]metricPoint) bool) {
+	t.Helper()
+	var pts []metricPoint
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		pts = pts[:0]
+		if b, err := os.ReadFile(path); err == nil {
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				var req colmetricspb.ExportMetricsServiceRequest
+				if len(line) == 0 || protojson.Unmarshal(line, &req) != nil {
+					continue
+				}
+				for _, rm := range req.GetResourceMetrics() {
+					res := otlptest.Attrs(rm.GetResource().GetAttributes())
+					for _, sm := range rm.GetScopeMetrics() {
+						for _, m := range sm.GetMetrics() {
+							for _, p := range m.GetSum().GetDataPoints() {
+								pts = append(pts, metricPoint{name: m.GetName(), res: res, attrs: strAttrs(p.GetAttributes()), value: p.GetAsInt()})
+							}
+							for _, p := range m.GetHistogram().GetDataPoints() {
+								pts = append(pts, metricPoint{name: m.GetName(), res: res, attrs: strAttrs(p.GetAttributes()), count: p.GetCount()})
+							}
+						}
+					}
+				}
+			}
+		}
+		if check(pts) {
+			t.Logf("collector metrics: %d data points, check passed", len(pts))
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("the collector's metrics (%d data points in %s) never passed the check", len(pts), path)
+}
+
+// strAttrs is otlptest.Attrs with every value as a string, as the log
+// checks compare them.
+func strAttrs(kvs []*commonpb.KeyValue) map[string]any {
+	out := map[string]any{}
+	for k, v := range otlptest.Attrs(kvs) {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
 }
 
 // jaegerDependency polls Jaeger's dependencies API (its memory storage
