@@ -107,7 +107,7 @@ VM_SKIP_ARM64 ?= $(VM_SKIP)|TestOpenConnectionsBounded|TestPendingAttemptsBounde
 # tests against real dockerd and containerd, which the guests do not have
 # (what they check is user space: runtimes' files and APIs). Sampling,
 # the connection metrics and the /metrics names are user space too.
-VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames|TestSamplingAndMetrics|TestMetricsNames
+VM_SKIP    ?= TestAgent(SurvivesCollectorOutage|SlowCollector|CounterInvariant|ShutdownIsBounded|TLS|MTLS|ReducedCapabilities)$$|TestOutage(NothingLost|DiskQueue|SlowCollector|InvalidArgument|QueueDirLocked|CorruptQueueFile)|TestTraceJoinsThroughDNAT|TestDockerContainerNames|TestContainerdCRINames|TestSamplingAndMetrics|TestMetricsNames|TestMetricsSeriesCap
 
 .PHONY: vmtest
 vmtest: build ## run the privileged tests in QEMU on Debian 5.10, 6.1 and 6.12 (x86-64) and 6.12 (arm64) kernels in every attach mode (installs qemu, downloads kernels)

@@ -160,10 +160,10 @@ func TestPeerModes(t *testing.T) {
 	}
 }
 
-// A workload talking to 10 000 peers keeps MaxSeries series; the rest
-// are counted in its overflow series, and nothing is lost.
+// A workload talking to 10 000 peers keeps the default MaxSeries series;
+// the rest are counted in its overflow series, and nothing is lost.
 func TestMaxSeries(t *testing.T) {
-	s := New(Options{MaxSeries: 100, Now: at(t0)})
+	s := New(Options{Now: at(t0)})
 	w := s.Workload(1, newRes("scanner"))
 	for i := range 10000 {
 		peer := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 1, byte(i >> 8), byte(i)}), 80)
@@ -171,8 +171,8 @@ func TestMaxSeries(t *testing.T) {
 	}
 	s.Record(w, result("127.200.0.1:80", -111, time.Millisecond))
 	st := s.Stats()
-	if st.Series != 102 || st.Overflowed != 9901 {
-		t.Errorf("stats %+v, want 100 series + 2 overflow series, 9901 overflowed", st)
+	if st.Series != DefaultMaxSeries+2 || st.Overflowed != 8001 {
+		t.Errorf("stats %+v, want %d series + 2 overflow series, 8001 overflowed", st, DefaultMaxSeries)
 	}
 	got := sums(t, s.Collect()[0], NameConnections)
 	var total int64
@@ -182,7 +182,7 @@ func TestMaxSeries(t *testing.T) {
 	if total != 10001 {
 		t.Errorf("connections sum to %d, want 10001", total)
 	}
-	if got["connwatch.direction=outbound,connwatch.outcome=established,connwatch.overflow=true"] != 9900 ||
+	if got["connwatch.direction=outbound,connwatch.outcome=established,connwatch.overflow=true"] != 8000 ||
 		got["connwatch.direction=outbound,connwatch.outcome=refused,connwatch.overflow=true"] != 1 {
 		t.Errorf("overflow series: %v", got)
 	}

@@ -156,3 +156,63 @@ func TestSamplingAndMetrics(t *testing.T) {
 		t.Errorf("connwatch_records_sampled_out_total = %v, want at least %d", got, ok)
 	}
 }
+
+// A workload that talks to 10 000 distinct peers (refused connections to
+// 127.1.x.y: loopback, nothing listening) keeps metrics.max_series series
+// on /metrics; the rest are counted in its overflow series, and the counts
+// add up to every connection.
+func TestMetricsSeriesCap(t *testing.T) {
+	requireRoot(t)
+	port := freePort(t)
+	cfg := fmt.Sprintf("telemetry:\n  listen: 127.0.0.1:%d\nexport:\n  traces: false\n  logs: false\nmetrics:\n  max_series: 2000\n", port)
+	startAgentEnv(t, nil, "-c", writeTempConfig(t, cfg))
+	const peers = 10000
+	target := freePort(t)
+	for i := range peers {
+		addr := fmt.Sprintf("127.1.%d.%d:%d", i>>8, i&0xff, target)
+		if c, err := net.DialTimeout("tcp4", addr, time.Second); err == nil {
+			c.Close()
+			t.Fatalf("%s accepted a connection", addr)
+		}
+	}
+	pid := fmt.Sprintf(`process_pid="%d"`, os.Getpid())
+	var series, overflowSeries int
+	var total float64
+	var m map[string]float64
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m = metrics(t, port)
+		series, overflowSeries, total = 0, 0, 0
+		for k, v := range m {
+			// The refused connections' series: by peer to the target
+			// port, and the overflow one (the scrapes, established,
+			// have their own).
+			if !strings.HasPrefix(k, "connwatch_tcp_connections_total{") || !strings.Contains(k, pid) ||
+				!strings.Contains(k, `connwatch_outcome="refused"`) {
+				continue
+			}
+			switch {
+			case strings.Contains(k, `connwatch_overflow="true"`):
+				overflowSeries++
+			case !strings.Contains(k, fmt.Sprintf(`server_port="%d"`, target)):
+				continue
+			}
+			series++
+			total += v
+		}
+		if total >= peers || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("%d series (%d overflow) count %v connections; overflowed %v", series, overflowSeries, total, m["connwatch_metric_series_overflow_total"])
+	if total != peers {
+		t.Errorf("the workload's series count %v refused connections, want %d", total, peers)
+	}
+	if series > 2000+overflowSeries || overflowSeries != 1 {
+		t.Errorf("%d series of refused connections, %d of them overflow: want at most 2000 and one overflow series", series, overflowSeries)
+	}
+	if got := m["connwatch_metric_series_overflow_total"]; got < peers-2000 {
+		t.Errorf("connwatch_metric_series_overflow_total = %v, want at least %d", got, peers-2000)
+	}
+}
