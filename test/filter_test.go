@@ -218,9 +218,25 @@ func TestFilterExcludeComm(t *testing.T) {
 
 	named := make(chan []netip.AddrPort, 1)
 	go func() {
-		// The thread's name is its comm; locked and never unlocked, the
-		// thread ends with this goroutine and runs nothing else.
+		// The thread's name is its comm. The thread may be the process's
+		// main one (which Go keeps when a locked goroutine ends, and whose
+		// name /proc/self/comm and so the other tests read): its name is
+		// put back before it runs anything else.
 		runtime.LockOSThread()
+		var old [16]byte
+		if err := unix.Prctl(unix.PR_GET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+			t.Errorf("PR_GET_NAME: %v", err)
+			runtime.UnlockOSThread()
+			named <- nil
+			return
+		}
+		defer func() {
+			if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&old[0])), 0, 0, 0); err != nil {
+				t.Errorf("restoring the thread's name: %v", err)
+				return // the thread stays locked, and ends
+			}
+			runtime.UnlockOSThread()
+		}()
 		name, _ := unix.BytePtrFromString(comm)
 		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(name)), 0, 0, 0); err != nil {
 			t.Errorf("PR_SET_NAME: %v", err)
