@@ -16,27 +16,6 @@ import (
 	"github.com/connwatch/connwatch/otel/otlptest"
 )
 
-// acceptAndClose accepts and closes connections until the test ends, so
-// that thousands of connections hold no descriptors.
-func acceptAndClose(t *testing.T) *net.TCPListener {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return ln.(*net.TCPListener)
-}
-
 // With export.sampling.ratio 0.1, 2 000 successful and 20 refused
 // connections: about a tenth of the successful client spans (and the
 // server spans of the same connections, decided alike on the trace ID)
@@ -49,10 +28,10 @@ func TestSamplingAndMetrics(t *testing.T) {
 	cfg := fmt.Sprintf("telemetry:\n  listen: 127.0.0.1:%d\nexport:\n  sampling:\n    ratio: 0.1\nmetrics:\n  interval: 1s\n", port)
 	startAgentEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + r.Endpoint()}, "-c", writeTempConfig(t, cfg))
 
-	ln := acceptAndClose(t)
-	srvPort := ln.Addr().(*net.TCPAddr).Port
+	srv := serveClosing(t, "tcp4", "127.0.0.1:0")
+	srvPort := int(srv.addr.Port())
 	const ok, refused = 2000, 20
-	burst(t, ln, ok)
+	srv.dial(t, nil, ok)
 	closed := freePort(t)
 	for range refused {
 		if c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", closed)); err == nil {
