@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"golang.org/x/sys/unix"
+
 	"github.com/connwatch/connwatch/event"
+	"github.com/connwatch/connwatch/metrics"
 	"github.com/connwatch/connwatch/otel"
 	"github.com/connwatch/connwatch/pipeline"
 )
@@ -48,9 +52,9 @@ func TestConnectionSamplesDecode(t *testing.T) {
 	}
 }
 
-// TestReceiverCounts exports the records of synthetic connections through
-// the agent's event path and exporter to the counting receiver and checks
-// its counts.
+// TestReceiverCounts exports the records and metrics of synthetic
+// connections through the agent's event path and exporter to the counting
+// receiver and checks its counts.
 func TestReceiverCounts(t *testing.T) {
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,19 +64,23 @@ func TestReceiverCounts(t *testing.T) {
 	defer srv.Stop()
 	r.watch(8080)
 
+	store := metrics.New(metrics.Options{})
 	exp, err := otel.New(context.Background(), otel.Options{Endpoint: "http://" + lis.Addr().String(), Traces: true, Logs: true,
-		Getenv: func(string) string { return "" }})
+		Metrics: store, SendMetrics: true, Getenv: func(string) string { return "" }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	path := pipeline.New(pipeline.Options{Sink: exp})
+	// Timed now: the metrics store drops series not updated for 5 minutes.
+	var now unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
 	const conns = 50
 	for i := range conns {
 		port := uint16(8080)
 		if i%10 == 0 {
 			port = 9090 // another server: counted in the totals only
 		}
-		for _, b := range connectionSamples(4242, 1, 0, "bench", 1_000_000, uint16(40000+i), port) {
+		for _, b := range connectionSamples(4242, 1, 0, "bench", uint64(now.Nano()), uint16(40000+i), port) {
 			if err := path.Handle(b); err != nil {
 				t.Fatal(err)
 			}
@@ -83,10 +91,31 @@ func TestReceiverCounts(t *testing.T) {
 	}
 	got := r.counts()
 	const n = conns - conns/10
+	// The metrics went once, at shutdown (the interval is a minute): one
+	// request per workload, with the data points the store holds.
+	ms := exp.MetricsStats()
+	var points uint64
+	for _, rm := range store.Collect() {
+		for _, sm := range rm.ScopeMetrics {
+			for _, m := range sm.Metrics {
+				switch d := m.Data.(type) {
+				case metricdata.Sum[int64]:
+					points += uint64(len(d.DataPoints))
+				case metricdata.Histogram[float64]:
+					points += uint64(len(d.DataPoints))
+				default:
+					t.Fatalf("metric %s: data %T not counted here", m.Name, d)
+				}
+			}
+		}
+	}
 	want := counts{ClientSpans: n, ServerSpans: n, ConnectLogs: n, ResultLogs: n, AcceptLogs: n,
-		Spans: 2 * conns, Logs: 3 * conns, Requests: got.Requests}
-	if got != want || got.Requests == 0 {
+		Spans: 2 * conns, Logs: 3 * conns, Requests: got.Requests, MetricReqs: ms.Exports, MetricPoints: points}
+	if got != want || got.Requests == 0 || ms.Exports == 0 || points == 0 || true {
 		t.Errorf("counts %+v, want %+v", got, want)
+	}
+	if ms.ExportErrors != 0 {
+		t.Errorf("%d metric exports failed", ms.ExportErrors)
 	}
 }
 
@@ -167,15 +196,16 @@ func TestScanMalformed(t *testing.T) {
 
 // TestReportSkipped prints the report of a run where every part was
 // skipped, and of one with made-up figures: no panic, and the targets
-// table has its six rows.
+// table has its seven rows.
 func TestReportSkipped(t *testing.T) {
 	r := &results{started: time.Now(), emptyErr: errSkipped, pipeErr: errSkipped}
 	r.agent.Err, r.events.Err, r.stdout.Err, r.peer.Err, r.loss.Err = errSkipped, errSkipped, errSkipped, errSkipped, errSkipped
+	r.sampling.Err = errSkipped
 	var b strings.Builder
 	printReport(&b, options{rateDur: time.Second, lossDur: time.Second}, r)
 	out := b.String()
 	for _, s := range []string{"Targets", "user space end to end", "connection rate with the agent", "records delivered at full speed",
-		"stdout OTel JSON lines", "agent RSS at full speed", "BPF time per connection"} {
+		"stdout OTel JSON lines", "agent RSS at full speed", "BPF time per connection", "connection rate, OTLP with sampling 0.01 vs OTLP off"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("report lacks %q:\n%s", s, out)
 		}
@@ -191,10 +221,29 @@ func TestReportSkipped(t *testing.T) {
 		Drops: dropSummary{Scraped: true}, EndMem: memStatus{HWM: 50 << 20}}
 	r.pipe = pipelineResult{E2E: stageResult{Events: 300_000, Elapsed: time.Second, Mallocs: 300_000},
 		Expected: counts{ClientSpans: 5}, Delivered: counts{ClientSpans: 5}}
+	run := func(conns uint64, cpu float64) rateRun {
+		return rateRun{Load: loadResult{Conns: conns, Elapsed: time.Second}, CPU: cpu}
+	}
+	r.sampling = samplingResult{Off: []rateRun{run(1000, 0.2), run(1100, 0.2), run(900, 0.2)},
+		On: []rateRun{run(960, 0.3), run(1000, 0.3), run(890, 0.3)}, Got: counts{ClientSpans: 30, MetricReqs: 3}, Conns: 2850}
 	b.Reset()
 	printReport(&b, options{rateDur: time.Second, lossDur: time.Second}, r)
 	out = b.String()
-	if i := strings.Index(out, "Targets"); i < 0 || strings.Count(out[i:], "| met ") != 6 {
-		t.Errorf("want the 6 targets met:\n%s", out)
+	if i := strings.Index(out, "Targets"); i < 0 || strings.Count(out[i:], "| met ") != 7 {
+		t.Errorf("want the 7 targets met:\n%s", out)
+	}
+	// The means of the interleaved runs, 950 of 1,000/s, and every run.
+	for _, s := range []string{"950/s = 95.0 % of OTLP off (runs: 960/s, 1,000/s, 890/s; agent 0.30 cores)",
+		"OTLP off: 1,000/s (runs: 1,000/s, 1,100/s, 900/s; agent 0.20 cores)", "30 client spans of 2,850 connections (1.05 %)"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("report lacks %q:\n%s", s, out)
+		}
+	}
+	r.sampling.On[0] = run(950, 0.3) // mean 946.7/s: 94.7 %
+	b.Reset()
+	printReport(&b, options{rateDur: time.Second, lossDur: time.Second}, r)
+	out = b.String()
+	if i := strings.Index(out, "Targets"); i < 0 || !strings.Contains(out[i:], "| 94.7 % (947/s of 1,000/s) ") || strings.Count(out[i:], "**MISSED**") != 1 {
+		t.Errorf("want the sampling target missed:\n%s", out)
 	}
 }

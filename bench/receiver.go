@@ -22,11 +22,11 @@ import (
 // The OTLP receiver runs in a helper process (this binary, `receiver`
 // subcommand) so that its CPU is not charged to the bench's measurements
 // and the single-core user-space run keeps its core to itself. It answers
-// the OTLP/gRPC trace and logs Export methods, like otel/otlptest, but
-// counts records instead of keeping them (a 30 s run at full speed
-// delivers millions), scanning the protobuf wire format rather than
-// decoding it, so that it takes as little as possible of the CPU the
-// agent and the load generator share with it.
+// the OTLP/gRPC trace, logs and metrics Export methods, like
+// otel/otlptest, but counts records instead of keeping them (a 30 s run
+// at full speed delivers millions), scanning the protobuf wire format
+// rather than decoding it, so that it takes as little as possible of the
+// CPU the agent and the load generator share with it.
 //
 // Protocol on the helper's stdin/stdout, one line each way:
 //
@@ -37,16 +37,17 @@ import (
 
 // counts are the records a receiver got for the port it watches.
 type counts struct {
-	ClientSpans uint64 `json:"client_spans"` // "tcp connect"
-	ServerSpans uint64 `json:"server_spans"` // "tcp accept"
-	ConnectLogs uint64 `json:"connect_logs"` // connwatch.tcp.connect
-	ResultLogs  uint64 `json:"result_logs"`  // connwatch.tcp.connect.result
-	AcceptLogs  uint64 `json:"accept_logs"`  // connwatch.tcp.accept
-	CloseLogs   uint64 `json:"close_logs"`   // connwatch.tcp.close
-	Spans       uint64 `json:"spans"`        // every span received, any port
-	Logs        uint64 `json:"logs"`         // every log record received, any port
-	Requests    uint64 `json:"requests"`
-	MetricReqs  uint64 `json:"metric_requests"` // metrics export requests (any workload)
+	ClientSpans  uint64 `json:"client_spans"` // "tcp connect"
+	ServerSpans  uint64 `json:"server_spans"` // "tcp accept"
+	ConnectLogs  uint64 `json:"connect_logs"` // connwatch.tcp.connect
+	ResultLogs   uint64 `json:"result_logs"`  // connwatch.tcp.connect.result
+	AcceptLogs   uint64 `json:"accept_logs"`  // connwatch.tcp.accept
+	CloseLogs    uint64 `json:"close_logs"`   // connwatch.tcp.close
+	Spans        uint64 `json:"spans"`        // every span received, any port
+	Logs         uint64 `json:"logs"`         // every log record received, any port
+	Requests     uint64 `json:"requests"`
+	MetricReqs   uint64 `json:"metric_requests"` // metrics export requests (one per workload and interval)
+	MetricPoints uint64 `json:"metric_points"`   // their data points (any port)
 }
 
 func (c counts) add(o counts) counts {
@@ -54,7 +55,7 @@ func (c counts) add(o counts) counts {
 		ClientSpans: c.ClientSpans + o.ClientSpans, ServerSpans: c.ServerSpans + o.ServerSpans,
 		ConnectLogs: c.ConnectLogs + o.ConnectLogs, ResultLogs: c.ResultLogs + o.ResultLogs,
 		AcceptLogs: c.AcceptLogs + o.AcceptLogs, CloseLogs: c.CloseLogs + o.CloseLogs, Spans: c.Spans + o.Spans, Logs: c.Logs + o.Logs,
-		Requests: c.Requests + o.Requests, MetricReqs: c.MetricReqs + o.MetricReqs,
+		Requests: c.Requests + o.Requests, MetricReqs: c.MetricReqs + o.MetricReqs, MetricPoints: c.MetricPoints + o.MetricPoints,
 	}
 }
 
@@ -63,7 +64,7 @@ func (c counts) sub(o counts) counts {
 		ClientSpans: c.ClientSpans - o.ClientSpans, ServerSpans: c.ServerSpans - o.ServerSpans,
 		ConnectLogs: c.ConnectLogs - o.ConnectLogs, ResultLogs: c.ResultLogs - o.ResultLogs,
 		AcceptLogs: c.AcceptLogs - o.AcceptLogs, CloseLogs: c.CloseLogs - o.CloseLogs, Spans: c.Spans - o.Spans, Logs: c.Logs - o.Logs,
-		Requests: c.Requests - o.Requests, MetricReqs: c.MetricReqs - o.MetricReqs,
+		Requests: c.Requests - o.Requests, MetricReqs: c.MetricReqs - o.MetricReqs, MetricPoints: c.MetricPoints - o.MetricPoints,
 	}
 }
 
@@ -82,8 +83,8 @@ type countingReceiver struct {
 const (
 	traceExport = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 	logsExport  = "/opentelemetry.proto.collector.logs.v1.LogsService/Export"
-	// Metrics are counted by request only: the agent sends them once an
-	// interval, per workload.
+	// Metrics are counted by request and data point (any port): the
+	// agent sends them once an interval, one request per workload.
 	metricsExport = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 )
 
@@ -119,6 +120,7 @@ func (rawCodec) Unmarshal(data []byte, v any) error {
 		err = scanLogs(data, port, &c)
 	case metricsExport:
 		c.MetricReqs = 1
+		err = scanMetrics(data, &c)
 	default:
 		return fmt.Errorf("unknown method %s", req.method)
 	}

@@ -167,3 +167,23 @@ func scanLogs(b []byte, watch int64, c *counts) error {
 		return nil
 	})
 }
+
+// scanMetrics counts the data points of an ExportMetricsServiceRequest
+// (ResourceMetrics → ScopeMetrics → Metric, then the data points of its
+// gauge, sum, histogram, exponential histogram or summary).
+func scanMetrics(b []byte, c *counts) error {
+	return nested(b, func(metric []byte) error {
+		return fields(metric, func(num uint64, data []byte, _ uint64) error {
+			switch num {
+			case 5, 7, 9, 10, 11: // Metric.gauge, sum, histogram, exponential_histogram, summary
+				return fields(data, func(num uint64, _ []byte, _ uint64) error {
+					if num == 1 { // data_points
+						c.MetricPoints++
+					}
+					return nil
+				})
+			}
+			return nil
+		})
+	})
+}
