@@ -43,6 +43,9 @@ type options struct {
 	// sampledAgent: the agent under test samples successful connections
 	// (export.sampling.ratio < 1), so warming up takes more than one.
 	sampledAgent bool
+	// agentLog names the agent's log file in dir (default: after its
+	// output), so that runs repeated with one output keep theirs apart.
+	agentLog string
 }
 
 var (

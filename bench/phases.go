@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -134,7 +135,7 @@ type rateRun struct {
 // printing -format events to /dev/null, or printing OTel JSON lines to
 // /dev/null (no endpoint).
 func agentRateRun(srv *server, rcv *receiver, out agentOutput, o options) (r rateRun, l agentLog) {
-	name := map[agentOutput]string{outOTLP: "agent-rate", outEvents: "agent-events", outStdout: "agent-stdout"}[out]
+	name := cmp.Or(o.agentLog, map[agentOutput]string{outOTLP: "agent-rate", outEvents: "agent-events", outStdout: "agent-stdout"}[out])
 	if out != outOTLP {
 		rcv = nil
 	}

@@ -98,6 +98,7 @@ func samplingRuns(srv *server, rcv *receiver, o options) (r samplingResult) {
 	oOff.agentConfig, oOn.agentConfig, oOn.sampledAgent = off, on, true
 	oOff.rateDur, oOn.rateDur = min(o.rateDur, samplingRateDur), min(o.rateDur, samplingRateDur)
 	for i := range samplingPairs {
+		oOff.agentLog, oOn.agentLog = fmt.Sprintf("agent-otlp-off-%d", i+1), fmt.Sprintf("agent-sampled-%d", i+1)
 		progress("2b/5 connection rate, agent with OTLP off (%d/%d, %s)", i+1, samplingPairs, oOff.rateDur)
 		run, _ := agentRateRun(srv, nil, outStdout, oOff)
 		if run.Err != nil {
