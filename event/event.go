@@ -233,7 +233,7 @@ func (e *Event) SplitAttempt() (Event, bool) {
 	attempt.Retval = 0
 	attempt.KernelTime, attempt.Time = e.StartKernelTime, e.Start
 	attempt.StartKernelTime, attempt.Start = 0, time.Time{}
-	attempt.ISN, attempt.HasISN = 0, false // as tcp_connect's probe sends it
+	attempt.ISN, attempt.HasISN = 0, false // the ISN is the result's (kprobe and fentry attempts carry their own)
 	e.EventID = resultID
 	return attempt, true
 }
