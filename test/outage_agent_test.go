@@ -43,7 +43,7 @@ func ogMetrics(port int) (map[string]float64, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bad metrics line %q", line)
 		}
-		m[line[:i]] = v
+		m[sampleKey(line[:i])] = v
 	}
 	return m, nil
 }
@@ -130,7 +130,7 @@ func ogSettle(t *testing.T, port int, timeout time.Duration) map[string]float64 
 	m := settle(t, port, timeout)
 	for range 50 {
 		if m["connwatch_samples_read_total"] == m["connwatch_samples_decoded_total"]+
-			m[`connwatch_dropped_total{stage="reader",reason="queue_full"}`]+m[`connwatch_dropped_total{stage="decode",reason="malformed"}`] {
+			m[`connwatch_dropped_total{reason="queue_full",stage="reader"}`]+m[`connwatch_dropped_total{reason="malformed",stage="decode"}`] {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -241,7 +241,7 @@ func ogDrained(t *testing.T, port int, timeout time.Duration) (time.Duration, ma
 			m[`connwatch_records_in_flight{signal="traces"}`] == 0 && m[`connwatch_records_in_flight{signal="logs"}`] == 0 &&
 			m[`connwatch_queue_length{stage="reader"}`] == 0 &&
 			m["connwatch_samples_read_total"] == m["connwatch_samples_decoded_total"]+
-				m[`connwatch_dropped_total{stage="reader",reason="queue_full"}`]+m[`connwatch_dropped_total{stage="decode",reason="malformed"}`] {
+				m[`connwatch_dropped_total{reason="queue_full",stage="reader"}`]+m[`connwatch_dropped_total{reason="malformed",stage="decode"}`] {
 			return time.Since(start), m
 		}
 		if time.Since(start) > timeout {

@@ -128,5 +128,5 @@ func TestOutageCorruptQueueFile(t *testing.T) {
 		}
 	}
 	t.Logf("%s; logs export_failed %v (the 3 records the bad-checksum file claimed)", tally.summary(),
-		m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="logs"}`])
+		m[`connwatch_dropped_total{reason="export_failed",signal="logs",stage="export"}`])
 }

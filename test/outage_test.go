@@ -76,10 +76,10 @@ func ogOutage(t *testing.T, outage time.Duration, extra string, maxRSSKiB int) {
 	checkInvariants(t, m)
 	if n := ogExportDrops(m); n != 0 {
 		t.Errorf("export drops: %v (queue_full traces %v logs %v, export_failed traces %v logs %v)", n,
-			m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="traces"}`],
-			m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="logs"}`],
-			m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`],
-			m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="logs"}`])
+			m[`connwatch_dropped_total{reason="queue_full",signal="traces",stage="export"}`],
+			m[`connwatch_dropped_total{reason="queue_full",signal="logs",stage="export"}`],
+			m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`],
+			m[`connwatch_dropped_total{reason="export_failed",signal="logs",stage="export"}`])
 	}
 
 	maxRSS, maxQueue, maxBatches, maxAge := 0, 0.0, 0.0, 0.0
@@ -276,11 +276,11 @@ func TestOutageSlowCollector(t *testing.T) {
 	checkInvariants(t, m)
 	tally.wait(30*time.Second, ogClientSpan)
 	tally.update()
-	spanDrops := m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="traces"}`] +
-		m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`]
+	spanDrops := m[`connwatch_dropped_total{reason="queue_full",signal="traces",stage="export"}`] +
+		m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`]
 	// A lost or dropped sample is at most one connection's CLIENT span.
-	sampleDrops := m[`connwatch_dropped_total{stage="reader",reason="queue_full"}`] + m[`connwatch_dropped_total{stage="decode",reason="malformed"}`] +
-		m[`connwatch_dropped_total{stage="kernel",reason="buffer_full"}`] + sum(m, "connwatch_lost_samples_total")
+	sampleDrops := m[`connwatch_dropped_total{reason="queue_full",stage="reader"}`] + m[`connwatch_dropped_total{reason="malformed",stage="decode"}`] +
+		m[`connwatch_dropped_total{reason="buffer_full",stage="kernel"}`] + sum(m, "connwatch_lost_samples_total")
 	made := len(tally.conns)
 	if float64(tally.count[ogClientSpan])+spanDrops+sampleDrops < float64(made) {
 		t.Errorf("%d connections: %d CLIENT spans arrived + %v spans dropped at export + %v samples dropped or lost < made",
@@ -290,9 +290,9 @@ func TestOutageSlowCollector(t *testing.T) {
 		made, d.elapsed.Round(time.Millisecond), d.rate(), d.errs, maxRSS, float64(maxRSS)/1024, maxQueue, maxQueue/(1<<20), limit)
 	t.Logf("spans: emitted %v exported %v dropped queue_full %v export_failed %v; logs: emitted %v exported %v dropped queue_full %v; samples dropped or lost %v",
 		m[`connwatch_records_emitted_total{signal="traces"}`], m[`connwatch_records_exported_total{signal="traces"}`],
-		m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="traces"}`], m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`],
+		m[`connwatch_dropped_total{reason="queue_full",signal="traces",stage="export"}`], m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`],
 		m[`connwatch_records_emitted_total{signal="logs"}`], m[`connwatch_records_exported_total{signal="logs"}`],
-		m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="logs"}`], sampleDrops)
+		m[`connwatch_dropped_total{reason="queue_full",signal="logs",stage="export"}`], sampleDrops)
 	t.Logf("arrived: %s", tally.summary())
 }
 
@@ -309,7 +309,7 @@ func TestOutageInvalidArgument(t *testing.T) {
 	m := ogSettle(t, port, time.Minute)
 	for _, signal := range []string{"traces", "logs"} {
 		emitted := m[`connwatch_records_emitted_total{signal="`+signal+`"}`]
-		failed := m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="`+signal+`"}`]
+		failed := m[`connwatch_dropped_total{reason="export_failed",signal="`+signal+`",stage="export"}`]
 		if emitted == 0 || failed != emitted {
 			t.Errorf("%s: export_failed %v, emitted %v: want equal and > 0", signal, failed, emitted)
 		}
@@ -333,7 +333,7 @@ func TestOutageInvalidArgument(t *testing.T) {
 		t.Errorf("after the failure was cleared: %s", tally.summary())
 	}
 	t.Logf("rejected %d requests: spans emitted %v failed %v, logs emitted %v failed %v; afterwards %s", rejected,
-		m[`connwatch_records_emitted_total{signal="traces"}`], m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`],
-		m[`connwatch_records_emitted_total{signal="logs"}`], m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="logs"}`],
+		m[`connwatch_records_emitted_total{signal="traces"}`], m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`],
+		m[`connwatch_records_emitted_total{signal="logs"}`], m[`connwatch_dropped_total{reason="export_failed",signal="logs",stage="export"}`],
 		tally.summary())
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,9 +51,21 @@ func metrics(t *testing.T, port int) map[string]float64 {
 		if err != nil {
 			t.Fatalf("bad metrics line %q", line)
 		}
-		m[line[:i]] = v
+		m[sampleKey(line[:i])] = v
 	}
 	return m
+}
+
+// sampleKey is a sample's name and labels with the labels sorted by name,
+// the order the test's keys are written in (and client_golang's).
+func sampleKey(s string) string {
+	name, labels, ok := strings.Cut(s, "{")
+	if !ok {
+		return s
+	}
+	pairs := strings.Split(strings.TrimSuffix(labels, "}"), ",")
+	sort.Strings(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
 }
 
 // sum adds every sample of a metric family.
@@ -126,8 +139,8 @@ func checkInvariants(t *testing.T, m map[string]float64) {
 	read := m["connwatch_samples_read_total"]
 	decoded := m["connwatch_samples_decoded_total"]
 	processed := m["connwatch_events_processed_total"]
-	readerDrops := m[`connwatch_dropped_total{stage="reader",reason="queue_full"}`]
-	decodeDrops := m[`connwatch_dropped_total{stage="decode",reason="malformed"}`]
+	readerDrops := m[`connwatch_dropped_total{reason="queue_full",stage="reader"}`]
+	decodeDrops := m[`connwatch_dropped_total{reason="malformed",stage="decode"}`]
 	if read != decoded+readerDrops+decodeDrops {
 		t.Errorf("samples read %v != decoded %v + reader drops %v + decode drops %v", read, decoded, readerDrops, decodeDrops)
 	}
@@ -141,9 +154,9 @@ func checkInvariants(t *testing.T, m map[string]float64) {
 		m[`connwatch_events_read_total{event_id="401"}`] + m[`connwatch_events_read_total{event_id="403"}`]
 	for signal, offered := range map[string]float64{"logs": processed, "traces": spansOffered} {
 		emitted := m[`connwatch_records_emitted_total{signal="`+signal+`"}`]
-		queueFull := m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="`+signal+`"}`]
+		queueFull := m[`connwatch_dropped_total{reason="queue_full",signal="`+signal+`",stage="export"}`]
 		exported := m[`connwatch_records_exported_total{signal="`+signal+`"}`]
-		failed := m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="`+signal+`"}`]
+		failed := m[`connwatch_dropped_total{reason="export_failed",signal="`+signal+`",stage="export"}`]
 		if emitted+queueFull != offered {
 			t.Errorf("%s: emitted %v + queue-full %v != offered %v", signal, emitted, queueFull, offered)
 		}
@@ -263,8 +276,8 @@ func TestAgentSurvivesCollectorOutage(t *testing.T) {
 	checkInvariants(t, m)
 	got := ours(r, lport)
 	const total = 100 + during + 100
-	failed := m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`]
-	queueFull := m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="traces"}`]
+	failed := m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`]
+	queueFull := m[`connwatch_dropped_total{reason="queue_full",signal="traces",stage="export"}`]
 	if float64(got)+failed+queueFull < total {
 		t.Errorf("%d connections: %d spans arrived, %v failed, %v dropped at the queue: %v unaccounted for",
 			total, got, failed, queueFull, total-float64(got)-failed-queueFull)
@@ -302,8 +315,8 @@ func TestAgentSlowCollector(t *testing.T) {
 	m := settle(t, port, 2*time.Minute)
 	checkInvariants(t, m)
 	got := ours(r, lport)
-	failed := m[`connwatch_dropped_total{stage="export",reason="export_failed",signal="traces"}`]
-	queueFull := m[`connwatch_dropped_total{stage="export",reason="queue_full",signal="traces"}`]
+	failed := m[`connwatch_dropped_total{reason="export_failed",signal="traces",stage="export"}`]
+	queueFull := m[`connwatch_dropped_total{reason="queue_full",signal="traces",stage="export"}`]
 	if float64(got)+failed+queueFull < n {
 		t.Errorf("%d connections: %d spans arrived, %v failed, %v dropped at the queue", n, got, failed, queueFull)
 	}
